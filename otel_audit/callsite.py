@@ -1,0 +1,59 @@
+"""The line of user code behind an access.
+
+Walks up from the audited call to the first frame that is neither
+otel-audit's nor library code (stdlib, site-packages, frozen modules): that is
+the line in the user's script that called ``pd.read_csv``, not pandas' own
+call to ``open``.  Which code objects are library code is decided once per
+code object and cached.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import CodeType, FrameType
+
+from otel_audit.resources import default_excluded_prefixes, safe_text
+
+_LIBRARY_PREFIXES = default_excluded_prefixes()
+_OWN_PREFIX = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_IMPORT_MACHINERY = frozenset({"<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>"})
+_is_library_code: dict[CodeType, bool] = {}
+
+
+def _library(code: CodeType) -> bool:
+    try:
+        return _is_library_code[code]
+    except KeyError:
+        filename = code.co_filename
+        result = filename.startswith("<frozen ") or filename.startswith(_LIBRARY_PREFIXES)
+        if len(_is_library_code) > 100_000:  # bound memory in programs that generate code
+            _is_library_code.clear()
+        _is_library_code[code] = result
+        return result
+
+
+def find_call_site(frame: FrameType | None = None) -> tuple[str, int, str] | None:
+    """``(file, line, function)`` of the first user-code frame above ``frame`` (default: the caller).
+
+    ``None`` when library code makes the access while being imported (pandas
+    reading the time zone database under ``import pandas``): that is the
+    library setting itself up, not the program accessing data.
+    """
+    if frame is None:
+        frame = sys._getframe(1)
+    first = frame
+    importing = False
+    while frame is not None and _library(frame.f_code):
+        if frame.f_code.co_filename in _IMPORT_MACHINERY:
+            importing = True
+        frame = frame.f_back
+    if importing:
+        return None
+    if frame is None:
+        # No user frame (a library-only thread, say): name the nearest caller outside otel-audit.
+        frame = first
+        while frame.f_back is not None and frame.f_code.co_filename.startswith(_OWN_PREFIX):
+            frame = frame.f_back
+    code = frame.f_code
+    return safe_text(code.co_filename), frame.f_lineno or 0, code.co_name

@@ -1,0 +1,140 @@
+"""Configuration from ``OTEL_PYTHON_AUDIT_*`` environment variables.
+
+:data:`SETTINGS` is the one table of variables (name, default, meaning, parser);
+the README's configuration table is generated from it and a test keeps them in
+step.  A bad value is reported once on stderr, naming the variable, the value
+and what is accepted, and the default is used instead: auditing stays on
+(``instrument()`` must never raise).  ``AuditConfig.from_env(strict=True)``
+raises :class:`ConfigError` instead, for callers that want to fail fast.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, NamedTuple
+
+from otel_audit import diagnostics
+
+HOOK_NAMES = ("open", "pandas", "torch", "joblib", "boto3")
+
+DEFAULT_MODEL_EXTENSIONS = (
+    ".pt", ".pth", ".ckpt", ".safetensors", ".onnx", ".joblib",
+    ".gguf", ".tflite", ".keras", ".mlmodel", ".pb",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is not accepted; the message names variable, value and what is accepted."""
+
+
+class Setting(NamedTuple):
+    env: str
+    field: str
+    default_text: str  # the default as the README shows it
+    meaning: str
+    parse: Callable[[str], object]
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _parse_hooks(value: str) -> tuple[str, ...]:
+    names = [name.lower() for name in _split(value)]
+    if not names or names == ["all"]:
+        return HOOK_NAMES
+    unknown = [name for name in names if name not in HOOK_NAMES]
+    if unknown:
+        raise ValueError(
+            f"unknown hook {', '.join(repr(u) for u in unknown)}; accepted: 'all' or "
+            f"comma-separated names from {', '.join(HOOK_NAMES)}"
+        )
+    return tuple(name for name in HOOK_NAMES if name in names)
+
+
+def _parse_globs(value: str) -> tuple[str, ...]:
+    patterns = []
+    for pattern in _split(value):
+        pattern = os.path.expanduser(pattern)
+        # Patterns are matched against absolute paths and URIs; a relative one
+        # would silently never match, so anchor it at the working directory.
+        if not (pattern.startswith(("/", "*", "?", "[")) or "://" in pattern):
+            pattern = os.path.join(os.getcwd(), pattern)
+        patterns.append(pattern)
+    return tuple(patterns)
+
+
+def _parse_extensions(value: str) -> tuple[str, ...]:
+    extensions = []
+    for ext in _split(value):
+        ext = ext.lower()
+        if not ext.startswith("."):
+            ext = "." + ext
+        if len(ext) < 2 or ext.endswith(".") or any(c in ext for c in "/\\ *?"):
+            raise ValueError(f"{ext!r} is not a file extension; accepted: comma-separated extensions such as .pt,.onnx")
+        extensions.append(ext)
+    return tuple(extensions)
+
+
+def _parse_file(value: str) -> str:
+    if not value.strip():
+        raise ValueError("an empty path; accepted: a file path")
+    return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("OTEL_PYTHON_AUDIT_HOOKS", "hooks", "all",
+            "Access points to patch: `all`, or comma-separated names from "
+            + ", ".join(f"`{h}`" for h in HOOK_NAMES) + ".", _parse_hooks),
+    Setting("OTEL_PYTHON_AUDIT_INCLUDE_PATHS", "include_paths", "(unset)",
+            "Comma-separated globs (matched against the absolute path or URI; `*` also matches `/`; "
+            "relative globs are anchored at the working directory). When set, only matching resources are "
+            "audited, default exclusions included.", _parse_globs),
+    Setting("OTEL_PYTHON_AUDIT_EXCLUDE_PATHS", "exclude_paths", "(unset)",
+            "Comma-separated globs of resources never audited, on top of the default exclusions "
+            "(interpreter, stdlib, site-packages, zip imports, `/proc`, `/sys`, `/dev`, otel-audit itself).",
+            _parse_globs),
+    Setting("OTEL_PYTHON_AUDIT_MODEL_EXTENSIONS", "model_extensions", ",".join(DEFAULT_MODEL_EXTENSIONS),
+            "File extensions whose resources are `model` (others are `data`, unless the API loads models, "
+            "like `torch.load` and `joblib.load`).", _parse_extensions),
+    Setting("OTEL_PYTHON_AUDIT_FILE", "file", "./otel-audit.jsonl",
+            "Where the embedded sink (`OTEL_LOGS_EXPORTER=audit_file`) appends OTLP JSON lines.", _parse_file),
+)
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    hooks: tuple[str, ...] = HOOK_NAMES
+    include_paths: tuple[str, ...] = ()
+    exclude_paths: tuple[str, ...] = ()
+    model_extensions: tuple[str, ...] = DEFAULT_MODEL_EXTENSIONS
+    file: str = "./otel-audit.jsonl"
+    errors: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, strict: bool = False) -> "AuditConfig":
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        errors: list[str] = []
+        for setting in SETTINGS:
+            raw = environ.get(setting.env)
+            if raw is None:
+                continue
+            try:
+                values[setting.field] = setting.parse(raw)
+            except ValueError as exc:
+                errors.append(f"{setting.env}={raw!r} is not accepted: {exc}. Using the default ({setting.default_text}).")
+        if errors and strict:
+            raise ConfigError("\n".join(errors))
+        for message in errors:
+            diagnostics.report(message)
+        return cls(errors=tuple(errors), **values)
+
+
+def settings_table_markdown() -> str:
+    """The README's configuration table, generated from :data:`SETTINGS`."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for s in SETTINGS:
+        rows.append(f"| `{s.env}` | `{s.default_text}` | {s.meaning} |")
+    return "\n".join(rows)

@@ -1,0 +1,198 @@
+"""What every access point shares: patching on import, exact restore, the audited-call wrapper.
+
+An :class:`AccessPoint` names the modules it patches and, for each, a function
+that patches it.  ``install`` registers wrapt post-import hooks, so a library
+is patched when the user's code imports it, never imported by us.
+``uninstall`` puts back the exact objects it replaced (post-import hooks
+cannot be unregistered, so they stay but do nothing while uninstalled).
+
+:meth:`AccessPoint.audited` builds the one wrapper all hooks use: it asks the
+hook's ``describe`` what resource the call touches, runs the call untouched,
+and emits one record with the outcome.  While it runs, the accesses the
+library makes internally are not recorded (the outermost call is the one the
+user made).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import wrapt
+
+from otel_audit import diagnostics, schema
+from otel_audit.callsite import find_call_site
+from otel_audit.context import in_audited_call
+from otel_audit.recorder import AuditRecorder, ErrorClassifier, classify_exception
+from otel_audit.resources import ResourcePolicy
+
+# describe(policy, instance, args, kwargs) -> attributes of the resource and action, or None (not audited)
+Describe = Callable[[ResourcePolicy, Any, tuple, dict], "dict | None"]
+# after(attributes, result): attributes known only once the call returned (file.size, request id)
+After = Callable[[dict, Any], None]
+
+_MISSING = object()
+_hooked_modules: set[tuple[str, str]] = set()
+_hook_lock = threading.Lock()
+
+
+def argument(args: tuple, kwargs: dict, index: int, name: str, default: Any = None) -> Any:
+    """A call's argument by position or keyword."""
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+
+def _size_of_file_read(attributes: dict, result: Any) -> None:
+    """The default ``after``: ``file.size`` of a local file that was read."""
+    path = attributes.get(schema.FILE_PATH)
+    if path is not None and attributes.get(schema.AUDIT_ACTION) == schema.ACTION_READ:
+        try:
+            attributes[schema.FILE_SIZE] = os.stat(path).st_size
+        except OSError:  # gone already, or a name we could not export verbatim
+            pass
+
+
+class AccessPoint:
+    """One library's patches.  ``patchers`` maps a module name to ``patch(point, module)``."""
+
+    def __init__(self, name: str, patchers: dict[str, Callable[["AccessPoint", Any], None]]):
+        self.name = name
+        self._patchers = patchers
+        self._recorder: AuditRecorder | None = None
+        self._originals: list[tuple[Any, str, Any]] = []
+        self._lock = threading.RLock()
+
+    # -- lifecycle ---------------------------------------------------------
+    @property
+    def installed(self) -> bool:
+        return self._recorder is not None
+
+    def install(self, recorder: AuditRecorder) -> None:
+        self._recorder = recorder
+        for module_name in self._patchers:
+            key = (self.name, module_name)
+            with _hook_lock:
+                first = key not in _hooked_modules
+                _hooked_modules.add(key)
+            if first:
+                wrapt.register_post_import_hook(self._make_import_hook(module_name), module_name)
+            elif module_name in sys.modules:
+                self._on_import(module_name, sys.modules[module_name])
+
+    def uninstall(self) -> None:
+        with self._lock:
+            self._recorder = None
+            for owner, attribute, original in reversed(self._originals):
+                try:
+                    if original is _MISSING:
+                        delattr(owner, attribute)
+                    else:
+                        setattr(owner, attribute, original)
+                except Exception as exc:
+                    diagnostics.report_internal_error(f"restoring {attribute} ({self.name})", exc)
+            self._originals.clear()
+
+    def _make_import_hook(self, module_name: str) -> Callable[[Any], None]:
+        def on_import(module: Any) -> None:
+            self._on_import(module_name, module)
+
+        return on_import
+
+    def _on_import(self, module_name: str, module: Any) -> None:
+        # Runs inside the user's import statement: an exception here would make
+        # their import fail, so none may escape.
+        try:
+            with self._lock:
+                if self._recorder is not None:
+                    self._patchers[module_name](self, module)
+        except Exception as exc:
+            diagnostics.report(
+                f"could not patch {module_name} ({type(exc).__name__}: {exc}); its accesses are NOT audited",
+                key=f"patch:{module_name}",
+            )
+
+    def wrap(self, owner: Any, attribute: str, wrapper: Callable) -> None:
+        """Replace ``owner.attribute`` by a wrapt wrapper, remembering the exact original."""
+        if any(o is owner and a == attribute for o, a, _ in self._originals):
+            return
+        original = vars(owner).get(attribute, _MISSING)
+        wrapt.wrap_function_wrapper(owner, attribute, wrapper)
+        self._originals.append((owner, attribute, original))
+
+    # -- the audited call --------------------------------------------------
+    def audited(
+        self,
+        api: str | None,
+        action: str | None,
+        describe: Describe,
+        *,
+        after: After | None = None,
+        classify_error: ErrorClassifier = classify_exception,
+    ) -> Callable:
+        """A wrapt wrapper recording each outermost call of ``api`` as one access.
+
+        ``api`` and ``action`` are fixed for the wrapped function, or ``None``
+        when ``describe`` sets them (``open``'s mode decides read or write; one
+        botocore method serves every S3 operation).
+        """
+        point = self
+        where = api or self.name
+
+        def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+            recorder = point._recorder
+            if recorder is None or in_audited_call.get():
+                return wrapped(*args, **kwargs)
+            try:
+                attributes = describe(recorder.policy, instance, args, kwargs)
+                if attributes is not None:
+                    if api is not None:
+                        attributes[schema.AUDIT_API] = api
+                    if action is not None:
+                        attributes[schema.AUDIT_ACTION] = action
+                    call_site = find_call_site(sys._getframe(1))
+                    if call_site is None:
+                        attributes = None
+                    else:
+                        attributes[schema.CODE_FILE_PATH] = call_site[0]
+                        attributes[schema.CODE_LINE_NUMBER] = call_site[1]
+                        attributes[schema.CODE_FUNCTION_NAME] = call_site[2]
+            except Exception as exc:
+                diagnostics.report_internal_error(where, exc)
+                attributes = None
+            if attributes is None:
+                return wrapped(*args, **kwargs)
+
+            start_ns = time.time_ns()
+            token = in_audited_call.set(True)
+            try:
+                result = wrapped(*args, **kwargs)
+            except BaseException as exc:
+                in_audited_call.reset(token)
+                recorder.emit_error(attributes, start_ns=start_ns, error=exc, classify_error=classify_error)
+                raise
+            in_audited_call.reset(token)
+            try:
+                (after or _size_of_file_read)(attributes, result)
+            except Exception as exc:
+                diagnostics.report_internal_error(where, exc)
+            recorder.emit(attributes, start_ns=start_ns)
+            return result
+
+        return wrapper
+
+
+def wrap_file_functions(
+    point: AccessPoint, module: Any, library: str, functions: dict[str, tuple[str, int, str]], api_type: str
+) -> None:
+    """Wrap ``module.<function>`` whose file argument is at ``(position, name)``, per ``functions``:
+    ``{function: (action, position, name)}``.  A path or URL is recorded; a buffer is not."""
+    for function, (action, index, name) in functions.items():
+
+        def describe(policy: ResourcePolicy, instance, args, kwargs, _index=index, _name=name):
+            return policy.describe(argument(args, kwargs, _index, _name), api_type)
+
+        point.wrap(module, function, point.audited(f"{library}.{function}", action, describe))

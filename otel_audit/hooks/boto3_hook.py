@@ -1,0 +1,184 @@
+"""boto3 / botocore: S3 object operations, and boto3's managed transfers.
+
+* Every S3 client call in :data:`OPERATIONS` (``GetObject`` first of all) is
+  recorded as ``s3.<Operation>``, through a client or a resource (resources
+  call the client), with ``aws.s3.bucket``, ``aws.s3.key``, ``cloud.region``,
+  and ``aws.request_id`` once S3 answered.
+* ``download_file``/``download_fileobj``/``upload_file``/``upload_fileobj`` in
+  their client, ``Bucket`` and ``Object`` forms are **one** record each: the
+  ranged GETs s3transfer makes on its worker threads belong to the user's
+  call.  To know that, the worker tasks run in a copy of the submitting
+  thread's context (``s3transfer.futures.BoundedExecutor.submit``).
+* An S3 error is recorded with its code as ``error.type`` (``NoSuchKey``,
+  ``AccessDenied``...); access-refused codes make the outcome ``denied``.
+
+Transfer methods are bound into each client class when the client is created,
+so clients created before ``instrument()`` have no transfer wrappers (their
+ranged GETs are still recorded one by one), and those created while
+instrumented keep pass-through wrappers after ``uninstrument()``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import NamedTuple
+
+import wrapt
+
+from otel_audit import schema
+from otel_audit.context import in_audited_call
+from otel_audit.hooks._base import AccessPoint, argument
+from otel_audit.recorder import classify_exception
+from otel_audit.resources import ResourcePolicy, printable
+
+
+class Operation(NamedTuple):
+    action: str
+    key_parameter: str  # the parameter naming the object (or prefix)
+
+
+OPERATIONS: dict[str, Operation] = {
+    "GetObject": Operation(schema.ACTION_READ, "Key"),
+    "PutObject": Operation(schema.ACTION_WRITE, "Key"),
+    "DeleteObject": Operation(schema.ACTION_DELETE, "Key"),
+    "ListObjectsV2": Operation(schema.ACTION_LIST, "Prefix"),
+    "ListObjects": Operation(schema.ACTION_LIST, "Prefix"),
+}
+
+
+class Transfer(NamedTuple):
+    action: str
+    bucket_index: int  # positions after ``self``
+    key_index: int
+
+
+# boto3.s3.inject functions, injected as client methods
+TRANSFERS: dict[str, Transfer] = {
+    "download_file": Transfer(schema.ACTION_READ, 0, 1),  # (Bucket, Key, Filename)
+    "download_fileobj": Transfer(schema.ACTION_READ, 0, 1),  # (Bucket, Key, Fileobj)
+    "upload_file": Transfer(schema.ACTION_WRITE, 1, 2),  # (Filename, Bucket, Key)
+    "upload_fileobj": Transfer(schema.ACTION_WRITE, 1, 2),  # (Fileobj, Bucket, Key)
+}
+
+DENIED_CODES = frozenset({
+    "AccessDenied", "AllAccessDisabled", "AccountProblem", "Forbidden", "403",
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+})
+
+
+def _region(client) -> dict:
+    region = getattr(getattr(client, "meta", None), "region_name", None)
+    return {schema.CLOUD_REGION: printable(region)} if isinstance(region, str) else {}
+
+
+def _s3_attributes(policy: ResourcePolicy, client, bucket, key) -> dict | None:
+    if not isinstance(bucket, str):
+        return None
+    attributes = policy.describe_s3(bucket, key if isinstance(key, str) else None)
+    if attributes is not None:
+        attributes.update(_region(client))
+    return attributes
+
+
+def _describe_api_call(policy: ResourcePolicy, client, args: tuple, kwargs: dict) -> dict | None:
+    name = argument(args, kwargs, 0, "operation_name")
+    operation = OPERATIONS.get(name)
+    if operation is None or client.meta.service_model.service_name != "s3":
+        return None
+    params = argument(args, kwargs, 1, "api_params") or {}
+    attributes = _s3_attributes(policy, client, params.get("Bucket"), params.get(operation.key_parameter))
+    if attributes is not None:
+        attributes[schema.AUDIT_API] = f"s3.{name}"
+        attributes[schema.AUDIT_ACTION] = operation.action
+    return attributes
+
+
+def _request_id(response) -> str | None:
+    if isinstance(response, dict):
+        request_id = (response.get("ResponseMetadata") or {}).get("RequestId")
+        if isinstance(request_id, str) and request_id:
+            return printable(request_id)
+    return None
+
+
+def _after_api_call(attributes: dict, response) -> None:
+    request_id = _request_id(response)
+    if request_id is not None:
+        attributes[schema.AWS_REQUEST_ID] = request_id
+
+
+def classify_s3_error(exc: BaseException, attributes: dict) -> tuple[str, str]:
+    """botocore's ClientError carries S3's error code and request id; anything else is generic."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        request_id = _request_id(response)
+        if request_id is not None:
+            attributes[schema.AWS_REQUEST_ID] = request_id
+        code = (response.get("Error") or {}).get("Code")
+        if code:
+            code = str(code)
+            return (schema.OUTCOME_DENIED if code in DENIED_CODES else schema.OUTCOME_FAILURE), code
+    return classify_exception(exc, attributes)
+
+
+def _transfer_describer(transfer: Transfer):
+    def describe(policy: ResourcePolicy, client, args: tuple, kwargs: dict) -> dict | None:
+        if client is None and args:  # called as a plain function: inject.download_file(client, ...)
+            client, args = args[0], args[1:]
+        bucket = argument(args, kwargs, transfer.bucket_index, "Bucket")
+        key = argument(args, kwargs, transfer.key_index, "Key")
+        return _s3_attributes(policy, client, bucket, key)
+
+    return describe
+
+
+class _TaskInContext(wrapt.CallableObjectProxy):
+    """An s3transfer task that runs in the context it was submitted from."""
+
+    def __init__(self, task, context: contextvars.Context):
+        super().__init__(task)
+        self._self_context = context
+
+    def __call__(self, *args, **kwargs):
+        return self._self_context.run(self.__wrapped__, *args, **kwargs)
+
+
+def _submit_in_callers_context(wrapped, instance, args, kwargs):
+    if in_audited_call.get():  # only transfers we audit need it; leave all others untouched
+        # A fresh copy per task: one Context cannot be entered by two threads at once.
+        if args:
+            args = (_TaskInContext(args[0], contextvars.copy_context()), *args[1:])
+        elif "task" in kwargs:
+            kwargs["task"] = _TaskInContext(kwargs["task"], contextvars.copy_context())
+    return wrapped(*args, **kwargs)
+
+
+def _patch_botocore_client(point: AccessPoint, module) -> None:
+    point.wrap(
+        module.BaseClient,
+        "_make_api_call",
+        point.audited(None, None, _describe_api_call, after=_after_api_call, classify_error=classify_s3_error),
+    )
+
+
+def _patch_boto3_inject(point: AccessPoint, module) -> None:
+    for name, transfer in TRANSFERS.items():
+        point.wrap(
+            module,
+            name,
+            point.audited(f"s3.{name}", transfer.action, _transfer_describer(transfer), classify_error=classify_s3_error),
+        )
+
+
+def _patch_s3transfer_futures(point: AccessPoint, module) -> None:
+    point.wrap(module.BoundedExecutor, "submit", _submit_in_callers_context)
+
+
+ACCESS_POINT = AccessPoint(
+    "boto3",
+    {
+        "botocore.client": _patch_botocore_client,
+        "boto3.s3.inject": _patch_boto3_inject,
+        "s3transfer.futures": _patch_s3transfer_futures,
+    },
+)

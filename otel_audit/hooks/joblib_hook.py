@@ -1,0 +1,22 @@
+"""joblib: ``joblib.load`` (read) and ``joblib.dump`` (write), resource type ``model``.
+
+A file object argument keeps working and is not recorded.
+"""
+
+from __future__ import annotations
+
+from otel_audit import schema
+from otel_audit.hooks._base import AccessPoint, wrap_file_functions
+
+# function -> (action, position and name of the file argument)
+FUNCTIONS = {
+    "load": (schema.ACTION_READ, 0, "filename"),
+    "dump": (schema.ACTION_WRITE, 1, "filename"),
+}
+
+
+def _patch_joblib(point: AccessPoint, module) -> None:
+    wrap_file_functions(point, module, "joblib", FUNCTIONS, schema.TYPE_MODEL)
+
+
+ACCESS_POINT = AccessPoint("joblib", {"joblib": _patch_joblib})

@@ -1,0 +1,47 @@
+"""``open``: ``builtins.open`` and ``io.open``.
+
+``pathlib.Path.open``/``read_text``/``read_bytes``/``write_text`` go through
+``io.open`` and are covered.  The mode decides the action: ``r`` is a read,
+any of ``w``, ``a``, ``x``, ``+`` a write.  Opening an fd (an ``int``) names no
+resource and is not recorded.  ``file.size`` is taken from the open file on
+successful reads.
+"""
+
+from __future__ import annotations
+
+import os
+
+from otel_audit import schema
+from otel_audit.hooks._base import AccessPoint, argument
+from otel_audit.resources import ResourcePolicy, fspath_or_none, safe_text
+
+_WRITE_MODE_CHARS = frozenset("wax+")
+
+
+def _describe(policy: ResourcePolicy, instance, args: tuple, kwargs: dict) -> dict | None:
+    file = argument(args, kwargs, 0, "file")
+    if isinstance(file, int):
+        return None
+    path = fspath_or_none(file)
+    if path is None:
+        return None
+    attributes = policy.describe_path(path)
+    if attributes is None:
+        return None
+    mode = argument(args, kwargs, 1, "mode", "r")
+    mode = mode if isinstance(mode, str) else str(mode)
+    attributes[schema.AUDIT_MODE] = safe_text(mode)
+    attributes[schema.AUDIT_ACTION] = schema.ACTION_WRITE if _WRITE_MODE_CHARS.intersection(mode) else schema.ACTION_READ
+    return attributes
+
+
+def _after(attributes: dict, result) -> None:
+    if attributes[schema.AUDIT_ACTION] == schema.ACTION_READ:
+        attributes[schema.FILE_SIZE] = os.fstat(result.fileno()).st_size
+
+
+def _patch_builtins(point: AccessPoint, module) -> None:
+    point.wrap(module, "open", point.audited("builtins.open", None, _describe, after=_after))
+
+
+ACCESS_POINT = AccessPoint("open", {"builtins": _patch_builtins, "io": _patch_builtins})

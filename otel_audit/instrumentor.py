@@ -1,0 +1,66 @@
+"""The ``otel_audit`` instrumentor, loaded by ``opentelemetry-instrument``.
+
+Usage::
+
+    pip install otel-audit opentelemetry-distro
+    opentelemetry-instrument python train.py            # OTLP to localhost:4317
+    OTEL_LOGS_EXPORTER=audit_file opentelemetry-instrument python train.py   # ./otel-audit.jsonl
+
+or in code, after configuring the OpenTelemetry SDK::
+
+    from otel_audit import AuditInstrumentor
+    AuditInstrumentor().instrument()          # logger_provider=... optional
+    ...
+    AuditInstrumentor().uninstrument()        # every patched object restored
+
+``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=otel_audit`` turns it off.
+``instrument()`` imports none of the instrumented libraries: each is patched
+when the program imports it.  It never raises: a problem is reported on
+stderr and every other instrumentor still loads.
+"""
+
+from __future__ import annotations
+
+from typing import Collection
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+from otel_audit import diagnostics
+from otel_audit.config import AuditConfig
+from otel_audit.hooks import load_access_point
+from otel_audit.hooks._base import AccessPoint
+from otel_audit.recorder import AuditRecorder, set_default_recorder
+
+
+class AuditInstrumentor(BaseInstrumentor):
+    """Records every data and model access as an OpenTelemetry audit log record."""
+
+    _access_points: list[AccessPoint] = []
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        # Every instrumented library is optional: each hook waits for its import.
+        return ()
+
+    def _instrument(self, **kwargs) -> None:
+        """kwargs: ``config`` (an :class:`AuditConfig`; default from the environment), ``logger_provider``."""
+        try:
+            config = kwargs.get("config") or AuditConfig.from_env()
+            recorder = AuditRecorder(config, logger_provider=kwargs.get("logger_provider"))
+            set_default_recorder(recorder)
+        except Exception as exc:
+            diagnostics.report(f"not started: {type(exc).__name__}: {exc}; no access is audited")
+            return
+        self._access_points = []
+        for name in config.hooks:
+            try:
+                point = load_access_point(name)
+                point.install(recorder)
+                self._access_points.append(point)
+            except Exception as exc:
+                diagnostics.report(f"hook {name!r} not installed: {type(exc).__name__}: {exc}; its accesses are NOT audited")
+
+    def _uninstrument(self, **kwargs) -> None:
+        for point in reversed(self._access_points):
+            point.uninstall()
+        self._access_points = []
+        set_default_recorder(None)

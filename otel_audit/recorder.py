@@ -1,0 +1,143 @@
+"""The recorder: turns one finished access into one OpenTelemetry log record.
+
+Hooks describe the resource and the call; the recorder adds who (OS user,
+end user), the outcome, ``audit.seq`` and the body, and emits through the
+OpenTelemetry logs API, so records leave through whatever pipeline the SDK was
+configured with (OTLP gRPC/HTTP, console, the embedded ``audit_file`` sink).
+"""
+
+from __future__ import annotations
+
+import getpass
+import itertools
+import os
+import time
+from typing import Callable
+
+from opentelemetry._logs import LoggerProvider, SeverityNumber, get_logger
+
+from otel_audit import diagnostics, schema
+from otel_audit.config import AuditConfig
+from otel_audit.context import current_enduser
+from otel_audit.resources import ResourcePolicy, printable
+from otel_audit.version import __version__
+
+# (exception, attributes) -> (outcome, error.type); hooks that know better pass their
+# own, which may also add what the error carries (an S3 request id) to attributes.
+ErrorClassifier = Callable[[BaseException, dict], "tuple[str, str]"]
+
+
+def exception_type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def classify_exception(exc: BaseException, attributes: dict | None = None) -> tuple[str, str]:
+    outcome = schema.OUTCOME_DENIED if isinstance(exc, PermissionError) else schema.OUTCOME_FAILURE
+    return outcome, exception_type_name(exc)
+
+
+def _os_user() -> tuple[str, str]:
+    uid = os.getuid() if hasattr(os, "getuid") else -1
+    try:
+        name = getpass.getuser()
+    except Exception:  # a uid with no passwd entry and no LOGNAME (common in containers)
+        name = f"uid:{uid}"
+    return printable(name), str(uid)
+
+
+class AuditRecorder:
+    """Emits audit records; one per process is enough (the instrumentor owns it)."""
+
+    def __init__(self, config: AuditConfig | None = None, logger_provider: LoggerProvider | None = None):
+        self.config = config or AuditConfig.from_env()
+        self.policy = ResourcePolicy(self.config)
+        self._logger = get_logger(
+            schema.SCOPE_NAME,
+            __version__,
+            logger_provider=logger_provider,
+            attributes={"audit.schema.version": schema.SCHEMA_VERSION},
+        )
+        self._reset_process_state()
+        if hasattr(os, "register_at_fork"):
+            # A forked child is a new process: new pid, and (since the SDK gives it a new
+            # service.instance.id) a new audit.seq range starting at 1.
+            os.register_at_fork(after_in_child=self._reset_process_state)
+
+    def _reset_process_state(self) -> None:
+        user_name, user_id = _os_user()
+        self._identity = {
+            schema.USER_NAME: user_name,
+            schema.USER_ID: user_id,
+            schema.PROCESS_PID: os.getpid(),
+        }
+        self._seq = itertools.count(1)
+
+    def emit(
+        self,
+        attributes: dict,
+        *,
+        start_ns: int,
+        outcome: str = schema.OUTCOME_SUCCESS,
+        error_type: str | None = None,
+    ) -> None:
+        """Complete ``attributes`` (resource, api, action, call site) and emit the record.
+
+        Never raises: a failure here is reported once on stderr.
+        """
+        try:
+            attributes[schema.AUDIT_OUTCOME] = outcome
+            if outcome == schema.OUTCOME_SUCCESS:
+                severity, severity_text = SeverityNumber.INFO, "INFO"
+            else:
+                severity, severity_text = SeverityNumber.WARN, "WARN"
+            if error_type is not None:
+                attributes[schema.ERROR_TYPE] = printable(error_type)
+            attributes.update(self._identity)
+            enduser = current_enduser()
+            if enduser is not None:
+                attributes[schema.ENDUSER_ID] = printable(enduser)
+            attributes[schema.AUDIT_SEQ] = next(self._seq)
+            self._logger.emit(
+                timestamp=start_ns,
+                observed_timestamp=time.time_ns(),
+                severity_number=severity,
+                severity_text=severity_text,
+                body=schema.format_body(attributes),
+                attributes=attributes,
+                event_name=schema.EVENT_NAME,
+            )
+        except Exception as exc:
+            diagnostics.report_internal_error("the recorder", exc)
+
+    def emit_error(
+        self,
+        attributes: dict,
+        *,
+        start_ns: int,
+        error: BaseException,
+        classify_error: ErrorClassifier = classify_exception,
+    ) -> None:
+        """Emit a failed access: ``classify_error`` turns the exception into outcome and ``error.type``."""
+        try:
+            outcome, error_type = classify_error(error, attributes)
+        except Exception as exc:
+            diagnostics.report_internal_error("classifying an error", exc)
+            outcome, error_type = schema.OUTCOME_FAILURE, exception_type_name(error)
+        self.emit(attributes, start_ns=start_ns, outcome=outcome, error_type=error_type)
+
+_default_recorder: AuditRecorder | None = None
+
+
+def set_default_recorder(recorder: AuditRecorder | None) -> None:
+    global _default_recorder
+    _default_recorder = recorder
+
+
+def default_recorder() -> AuditRecorder:
+    """The instrumentor's recorder, or one made from the environment for manual use."""
+    global _default_recorder
+    if _default_recorder is None:
+        _default_recorder = AuditRecorder()
+    return _default_recorder

@@ -1,0 +1,121 @@
+"""The audit record, schema v1: the one place that says what otel-audit emits.
+
+Every access becomes one OpenTelemetry log record:
+
+* ``event_name`` is :data:`EVENT_NAME` (``audit.access``);
+* severity is INFO on success and WARN on failure or denial;
+* ``body`` is one readable line (:func:`format_body`), what Loki shows;
+* ``attributes`` are the names below.  :data:`ATTRIBUTES` lists each with its
+  type, whether it is always present, and what it means; the README's schema
+  table is generated from the same list and a test keeps the two in step.
+
+Hooks never spell an attribute name themselves: they import the constants.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+SCHEMA_VERSION = "1"
+EVENT_NAME = "audit.access"
+SCOPE_NAME = "otel_audit"
+
+# Values of audit.action / audit.outcome / audit.resource.type.
+ACTION_READ = "read"
+ACTION_WRITE = "write"
+ACTION_DELETE = "delete"
+ACTION_LIST = "list"
+ACTIONS = (ACTION_READ, ACTION_WRITE, ACTION_DELETE, ACTION_LIST)
+
+OUTCOME_SUCCESS = "success"
+OUTCOME_FAILURE = "failure"
+OUTCOME_DENIED = "denied"
+OUTCOMES = (OUTCOME_SUCCESS, OUTCOME_FAILURE, OUTCOME_DENIED)
+
+TYPE_DATA = "data"
+TYPE_MODEL = "model"
+RESOURCE_TYPES = (TYPE_DATA, TYPE_MODEL)
+
+# Attribute names.  Where OpenTelemetry semantic conventions define a name
+# (user.*, process.pid, code.*, file.*, aws.*, cloud.region, error.type,
+# enduser.id) we use it; audit.* is ours.
+AUDIT_ACTION = "audit.action"
+AUDIT_OUTCOME = "audit.outcome"
+AUDIT_API = "audit.api"
+AUDIT_RESOURCE_URI = "audit.resource.uri"
+AUDIT_RESOURCE_TYPE = "audit.resource.type"
+AUDIT_SEQ = "audit.seq"
+AUDIT_MODE = "audit.mode"
+USER_NAME = "user.name"
+USER_ID = "user.id"
+PROCESS_PID = "process.pid"
+CODE_FILE_PATH = "code.file.path"
+CODE_LINE_NUMBER = "code.line.number"
+CODE_FUNCTION_NAME = "code.function.name"
+FILE_PATH = "file.path"
+FILE_SIZE = "file.size"
+AWS_S3_BUCKET = "aws.s3.bucket"
+AWS_S3_KEY = "aws.s3.key"
+AWS_REQUEST_ID = "aws.request_id"
+CLOUD_REGION = "cloud.region"
+ERROR_TYPE = "error.type"
+ENDUSER_ID = "enduser.id"
+
+
+class Attribute(NamedTuple):
+    name: str
+    type: str  # "string" | "int"
+    always: bool  # present on every record
+    meaning: str
+
+
+ATTRIBUTES: tuple[Attribute, ...] = (
+    Attribute(AUDIT_ACTION, "string", True, "`read`, `write`, `delete` or `list`"),
+    Attribute(AUDIT_OUTCOME, "string", True, "`success`, `failure` or `denied` (permission refused)"),
+    Attribute(AUDIT_API, "string", True, "the audited call, e.g. `builtins.open`, `pandas.read_csv`, `s3.GetObject`"),
+    Attribute(AUDIT_RESOURCE_URI, "string", True, "`file:///absolute/path` (percent-encoded), `s3://bucket/key`, or the URL given"),
+    Attribute(AUDIT_RESOURCE_TYPE, "string", True, "`data` or `model` (by API, then by file extension)"),
+    Attribute(AUDIT_SEQ, "int", True, "per-process counter from 1; with `service.instance.id` it identifies the record"),
+    Attribute(USER_NAME, "string", True, "OS login name of the process"),
+    Attribute(USER_ID, "string", True, "OS user id (uid) of the process"),
+    Attribute(PROCESS_PID, "int", True, "process id"),
+    Attribute(CODE_FILE_PATH, "string", True, "user-code file that made the call"),
+    Attribute(CODE_LINE_NUMBER, "int", True, "its line"),
+    Attribute(CODE_FUNCTION_NAME, "string", True, "its function (`<module>` at top level)"),
+    Attribute(FILE_PATH, "string", False, "absolute local path, for file resources"),
+    Attribute(FILE_SIZE, "int", False, "size in bytes, on successful reads of local files"),
+    Attribute(AUDIT_MODE, "string", False, "the `open` mode, for `builtins.open`"),
+    Attribute(AWS_S3_BUCKET, "string", False, "S3 bucket"),
+    Attribute(AWS_S3_KEY, "string", False, "S3 key (or prefix, for `list`)"),
+    Attribute(AWS_REQUEST_ID, "string", False, "S3 request id, when the service answered"),
+    Attribute(CLOUD_REGION, "string", False, "the client's AWS region"),
+    Attribute(ERROR_TYPE, "string", False, "on failure: exception class (e.g. `FileNotFoundError`) or S3 error code (e.g. `NoSuchKey`)"),
+    Attribute(ENDUSER_ID, "string", False, "application end user, from `otel_audit.enduser()` or baggage `enduser.id`"),
+)
+
+REQUIRED_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES if a.always)
+ALL_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES)
+
+
+def format_body(attributes: dict) -> str:
+    """The record's one-line body: ``root read data file:///x via pandas.read_csv (success)``."""
+    principal = attributes[USER_NAME]
+    enduser = attributes.get(ENDUSER_ID)
+    if enduser is not None:
+        principal = f"{principal} (for {enduser})"
+    outcome = attributes[AUDIT_OUTCOME]
+    error = attributes.get(ERROR_TYPE)
+    if error is not None:
+        outcome = f"{outcome}: {error}"
+    return (
+        f"{principal} {attributes[AUDIT_ACTION]} {attributes[AUDIT_RESOURCE_TYPE]} "
+        f"{attributes[AUDIT_RESOURCE_URI]} via {attributes[AUDIT_API]} ({outcome})"
+    )
+
+
+def schema_table_markdown() -> str:
+    """The README's schema table, generated from :data:`ATTRIBUTES`."""
+    rows = ["| attribute | type | present | meaning |", "| --- | --- | --- | --- |"]
+    for attr in ATTRIBUTES:
+        rows.append(f"| `{attr.name}` | {attr.type} | {'always' if attr.always else 'when it applies'} | {attr.meaning} |")
+    return "\n".join(rows)
