@@ -1,0 +1,122 @@
+"""Shared fixtures: an in-process audited SDK pipeline, real OTLP receivers, instrumented subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+
+from otel_audit import AuditInstrumentor, diagnostics
+from otel_audit.config import AuditConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from otlp_receiver import GrpcLogsReceiver, HttpLogsReceiver, flatten, records_from_jsonl  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+OPENTELEMETRY_INSTRUMENT = str(BIN / "opentelemetry-instrument")
+
+
+@dataclass
+class AuditedPipeline:
+    """otel-audit instrumented in this process, exporting through the real SDK into memory."""
+
+    exporter: InMemoryLogRecordExporter
+    provider: LoggerProvider
+    root: Path  # only records under this directory (or S3) are the test's own
+
+    def all_records(self) -> list[dict]:
+        self.provider.force_flush()
+        # Encode exactly as the OTLP exporters do, then decode: tests see the wire shape.
+        return flatten([encode_logs(self.exporter.get_finished_logs())])
+
+    def records(self) -> list[dict]:
+        """Records of the test's own resources (files under ``root``, S3 objects, URLs)."""
+        prefix = "file://" + str(self.root)
+        return [
+            r for r in self.all_records()
+            if not r["attributes"]["audit.resource.uri"].startswith("file://")
+            or r["attributes"]["audit.resource.uri"].startswith(prefix)
+        ]
+
+    def clear(self) -> None:
+        self.exporter.clear()
+
+
+@pytest.fixture
+def audit_config() -> AuditConfig:
+    """Override in a test module to instrument with another configuration."""
+    return AuditConfig()
+
+
+@pytest.fixture
+def audited(tmp_path, audit_config, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=Resource.create({"service.name": "otel-audit-tests"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    diagnostics._forget()
+    instrumentor = AuditInstrumentor()
+    instrumentor.instrument(logger_provider=provider, config=audit_config)
+    try:
+        yield AuditedPipeline(exporter, provider, tmp_path.resolve())
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()
+
+
+@pytest.fixture
+def grpc_receiver():
+    receiver = GrpcLogsReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def http_receiver():
+    receiver = HttpLogsReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+def instrumented_env(**overrides: str) -> dict:
+    """Environment for a child under ``opentelemetry-instrument``: nothing inherited that steers OTel."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AWS_"))}
+    env.update({
+        "OTEL_SERVICE_NAME": "audit-test",
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_BLRP_SCHEDULE_DELAY": "100",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(overrides)
+    return env
+
+
+def run_instrumented(script: Path | str, *args: str, cwd: Path, env: dict, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``opentelemetry-instrument python script args...``, the way a user runs it."""
+    return subprocess.run(
+        [OPENTELEMETRY_INSTRUMENT, sys.executable, str(script), *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def otlp_env(receiver, protocol: str, **overrides: str) -> dict:
+    return instrumented_env(
+        OTEL_LOGS_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_EXPORTER_OTLP_INSECURE="true",
+        **overrides,
+    )
+
+
+__all__ = ["records_from_jsonl", "run_instrumented", "instrumented_env", "otlp_env", "REPO"]

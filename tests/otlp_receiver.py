@@ -1,0 +1,211 @@
+"""Real OTLP receivers for tests and benchmarks: a gRPC ``LogsService`` and an HTTP ``/v1/logs``.
+
+Both are built from ``opentelemetry-proto`` and decode what the exporter
+actually sent.  :func:`flatten` turns requests into one plain dict per log
+record, and :func:`records_from_jsonl` does the same for the ``audit_file``
+sink's OTLP/JSON lines, so tests compare the same shape whatever the wire.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import threading
+import time
+import zlib
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.common.v1 import common_pb2
+
+
+def _any_value(value: common_pb2.AnyValue):
+    kind = value.WhichOneof("value")
+    if kind == "kvlist_value":
+        return {kv.key: _any_value(kv.value) for kv in value.kvlist_value.values}
+    if kind == "array_value":
+        return [_any_value(v) for v in value.array_value.values]
+    return getattr(value, kind) if kind else None
+
+
+def _attributes(key_values) -> dict:
+    return {kv.key: _any_value(kv.value) for kv in key_values}
+
+
+def flatten(requests) -> list[dict]:
+    """One dict per log record, in arrival order."""
+    records = []
+    for request in requests:
+        for resource_logs in request.resource_logs:
+            resource = _attributes(resource_logs.resource.attributes)
+            for scope_logs in resource_logs.scope_logs:
+                scope = {
+                    "name": scope_logs.scope.name,
+                    "version": scope_logs.scope.version,
+                    "attributes": _attributes(scope_logs.scope.attributes),
+                }
+                for log in scope_logs.log_records:
+                    records.append({
+                        "resource": resource,
+                        "scope": scope,
+                        "time_unix_nano": log.time_unix_nano,
+                        "observed_time_unix_nano": log.observed_time_unix_nano,
+                        "severity_number": log.severity_number,
+                        "severity_text": log.severity_text,
+                        "body": _any_value(log.body),
+                        "event_name": log.event_name,
+                        "attributes": _attributes(log.attributes),
+                        "trace_id": log.trace_id.hex(),
+                        "span_id": log.span_id.hex(),
+                    })
+    return records
+
+
+def _json_any_value(value: dict):
+    (kind, inner), = value.items() if value else ((None, None),)
+    if kind == "intValue":
+        return int(inner)
+    if kind == "kvlistValue":
+        return {kv["key"]: _json_any_value(kv.get("value", {})) for kv in inner.get("values", [])}
+    if kind == "arrayValue":
+        return [_json_any_value(v) for v in inner.get("values", [])]
+    if kind == "bytesValue":
+        return base64.b64decode(inner)
+    return inner
+
+
+def records_from_jsonl(path) -> list[dict]:
+    """Flattened records from an OTLP/JSON lines file (the ``audit_file`` sink, the collector's file exporter)."""
+    records = []
+    with open(path, encoding="utf-8") as stream:
+        for line in stream:
+            if not line.strip():
+                continue
+            for resource_logs in json.loads(line).get("resourceLogs", []):
+                resource = {kv["key"]: _json_any_value(kv["value"]) for kv in resource_logs["resource"].get("attributes", [])}
+                for scope_logs in resource_logs.get("scopeLogs", []):
+                    scope_json = scope_logs.get("scope", {})
+                    scope = {
+                        "name": scope_json.get("name", ""),
+                        "version": scope_json.get("version", ""),
+                        "attributes": {kv["key"]: _json_any_value(kv["value"]) for kv in scope_json.get("attributes", [])},
+                    }
+                    for log in scope_logs.get("logRecords", []):
+                        records.append({
+                            "resource": resource,
+                            "scope": scope,
+                            "time_unix_nano": int(log.get("timeUnixNano", 0)),
+                            "observed_time_unix_nano": int(log.get("observedTimeUnixNano", 0)),
+                            "severity_number": log.get("severityNumber", 0),
+                            "severity_text": log.get("severityText", ""),
+                            "body": _json_any_value(log.get("body", {})),
+                            "event_name": log.get("eventName", ""),
+                            "attributes": {kv["key"]: _json_any_value(kv["value"]) for kv in log.get("attributes", [])},
+                            "trace_id": log.get("traceId", "").lower(),
+                            "span_id": log.get("spanId", "").lower(),
+                        })
+    return records
+
+
+class _Collected:
+    def __init__(self):
+        self.requests: list[logs_service_pb2.ExportLogsServiceRequest] = []
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+
+    def add(self, request) -> None:
+        with self._changed:
+            self.requests.append(request)
+            self._changed.notify_all()
+
+    def records(self) -> list[dict]:
+        with self._lock:
+            return flatten(list(self.requests))
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[dict]:
+        """Records once at least ``count`` arrived (or the timeout passed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            records = self.records()
+            if len(records) >= count or time.monotonic() >= deadline:
+                return records
+            with self._changed:
+                self._changed.wait(0.05)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+
+class GrpcLogsReceiver(_Collected):
+    """``opentelemetry.proto.collector.logs.v1.LogsService`` on 127.0.0.1:<port>."""
+
+    def __init__(self):
+        super().__init__()
+        receiver = self
+
+        class Servicer(logs_service_pb2_grpc.LogsServiceServicer):
+            def Export(self, request, context):
+                receiver.add(request)
+                return logs_service_pb2.ExportLogsServiceResponse()
+
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Servicer(), self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "GrpcLogsReceiver":
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop(grace=None)
+
+
+class HttpLogsReceiver(_Collected):
+    """OTLP/HTTP protobuf ``POST /v1/logs`` on 127.0.0.1:<port>."""
+
+    def __init__(self):
+        super().__init__()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                encoding = self.headers.get("Content-Encoding", "")
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                elif encoding == "deflate":
+                    body = zlib.decompress(body)
+                if self.path != "/v1/logs" or self.headers.get("Content-Type") != "application/x-protobuf":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                request = logs_service_pb2.ExportLogsServiceRequest()
+                request.ParseFromString(body)
+                receiver.add(request)
+                payload = logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> "HttpLogsReceiver":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
