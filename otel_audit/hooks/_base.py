@@ -15,10 +15,12 @@ user made).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import threading
 import time
+from types import ModuleType
 from typing import Any, Callable
 
 import wrapt
@@ -44,6 +46,35 @@ def argument(args: tuple, kwargs: dict, index: int, name: str, default: Any = No
     if len(args) > index:
         return args[index]
     return kwargs.get(name, default)
+
+
+class _ModuleByName:
+    """Unpickles as ``importlib.import_module(name)``: a module reference needing only the stdlib."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __reduce__(self):
+        return importlib.import_module, (self.name,)
+
+
+class AuditedFunction(wrapt.FunctionWrapper):
+    """A patched function that pickles by reference, as the original did.
+
+    It unpickles as ``getattr(<module or class>, <name>)``: whatever stands
+    there in the receiving process, with no reference to otel-audit in the
+    pickle (a process without otel-audit can load it).
+    """
+
+    def __init__(self, wrapped: Any, wrapper: Callable, owner: Any, attribute: str):
+        super().__init__(wrapped, wrapper)
+        self._self_patched_owner = owner
+        self._self_patched_attribute = attribute
+
+    def __reduce_ex__(self, protocol):
+        owner = self._self_patched_owner
+        holder = _ModuleByName(owner.__name__) if isinstance(owner, ModuleType) else owner
+        return getattr, (holder, self._self_patched_attribute)
 
 
 def _size_of_file_read(attributes: dict, result: Any) -> None:
@@ -116,12 +147,26 @@ class AccessPoint:
             )
 
     def wrap(self, owner: Any, attribute: str, wrapper: Callable) -> None:
-        """Replace ``owner.attribute`` by a wrapt wrapper, remembering the exact original."""
+        """Replace ``owner.attribute`` by a wrapt wrapper, remembering the exact original.
+
+        A module-level function is also replaced where it is defined
+        (``pandas.read_csv`` lives in ``pandas.io.parsers.readers``), by the
+        same wrapper object: pickle and cloudpickle look a function up by its
+        ``__module__``/``__qualname__`` and accept it only if they find that
+        very object, so ``pool.map(pd.read_csv, files)`` keeps working.
+        """
         if any(o is owner and a == attribute for o, a, _ in self._originals):
             return
-        original = vars(owner).get(attribute, _MISSING)
-        wrapt.wrap_function_wrapper(owner, attribute, wrapper)
-        self._originals.append((owner, attribute, original))
+        places = [(owner, attribute, vars(owner).get(attribute, _MISSING))]
+        function = wrapt.wrap_object(owner, attribute, AuditedFunction, (wrapper, owner, attribute))
+        if isinstance(owner, ModuleType):
+            original = function.__wrapped__
+            home = sys.modules.get(getattr(original, "__module__", None) or "")
+            name = getattr(original, "__qualname__", "")
+            if home is not None and home is not owner and "." not in name and vars(home).get(name) is original:
+                places.append((home, name, original))
+                setattr(home, name, function)
+        self._originals.extend(places)
 
     # -- the audited call --------------------------------------------------
     def audited(
