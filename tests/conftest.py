@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -57,20 +58,27 @@ def audit_config() -> AuditConfig:
     return AuditConfig()
 
 
-@pytest.fixture
-def audited(tmp_path, audit_config, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+@contextlib.contextmanager
+def audited_pipeline(root: Path, config: AuditConfig):
+    """otel-audit instrumented with ``config`` into an in-memory SDK pipeline, uninstrumented on exit."""
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider(resource=Resource.create({"service.name": "otel-audit-tests"}))
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     diagnostics._forget()
     instrumentor = AuditInstrumentor()
-    instrumentor.instrument(logger_provider=provider, config=audit_config)
+    instrumentor.instrument(logger_provider=provider, config=config)
     try:
-        yield AuditedPipeline(exporter, provider, tmp_path.resolve())
+        yield AuditedPipeline(exporter, provider, root.resolve())
     finally:
         instrumentor.uninstrument()
         provider.shutdown()
+
+
+@pytest.fixture
+def audited(tmp_path, audit_config, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with audited_pipeline(tmp_path, audit_config) as pipeline:
+        yield pipeline
 
 
 @pytest.fixture

@@ -1,0 +1,102 @@
+"""OTEL_PYTHON_AUDIT_* parsing, clear errors, and what include/exclude globs and model extensions do."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import audited_pipeline
+from otel_audit import schema
+from otel_audit.config import DEFAULT_MODEL_EXTENSIONS, HOOK_NAMES, AuditConfig, ConfigError
+
+
+def test_defaults():
+    config = AuditConfig.from_env({})
+    assert config.hooks == HOOK_NAMES
+    assert config.include_paths == () and config.exclude_paths == ()
+    assert config.model_extensions == DEFAULT_MODEL_EXTENSIONS
+    assert config.file == "./otel-audit.jsonl"
+    assert config.errors == ()
+
+
+def test_values_are_parsed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = AuditConfig.from_env({
+        "OTEL_PYTHON_AUDIT_HOOKS": " pandas , OPEN ",
+        "OTEL_PYTHON_AUDIT_INCLUDE_PATHS": "/data/*, relative/*.csv,, s3://bucket/*",
+        "OTEL_PYTHON_AUDIT_EXCLUDE_PATHS": "~/scratch/*",
+        "OTEL_PYTHON_AUDIT_MODEL_EXTENSIONS": "PT, .bin",
+        "OTEL_PYTHON_AUDIT_FILE": "/var/log/audit.jsonl",
+    })
+    assert config.hooks == ("open", "pandas")
+    assert config.include_paths == ("/data/*", f"{tmp_path}/relative/*.csv", "s3://bucket/*")
+    assert config.exclude_paths == (os.path.expanduser("~/scratch/*"),)
+    assert config.model_extensions == (".pt", ".bin")
+    assert config.file == "/var/log/audit.jsonl"
+
+
+@pytest.mark.parametrize("name, value, accepted", [
+    ("OTEL_PYTHON_AUDIT_HOOKS", "open,pandsa",
+     "unknown hook 'pandsa'; accepted: 'all' or comma-separated names from open, pandas, torch, joblib, boto3"),
+    ("OTEL_PYTHON_AUDIT_MODEL_EXTENSIONS", ".pt,model/x",
+     "'.model/x' is not a file extension; accepted: comma-separated extensions such as .pt,.onnx"),
+    ("OTEL_PYTHON_AUDIT_FILE", "  ", "an empty path; accepted: a file path"),
+])
+def test_bad_value_names_variable_value_and_accepted(name, value, accepted, capsys):
+    from otel_audit import diagnostics
+
+    diagnostics._forget()
+    with pytest.raises(ConfigError) as raised:
+        AuditConfig.from_env({name: value}, strict=True)
+    message = f"{name}={value!r} is not accepted: {accepted}. Using the default"
+    assert str(raised.value).startswith(message)
+    config = AuditConfig.from_env({name: value})  # lenient: reported once, default used
+    assert config == AuditConfig()
+    assert capsys.readouterr().err.startswith(f"otel-audit: {message}")
+    AuditConfig.from_env({name: value})
+    assert capsys.readouterr().err == ""  # once
+
+
+def _uris(pipeline):
+    return [r["attributes"][schema.AUDIT_RESOURCE_URI] for r in pipeline.all_records()]
+
+
+def test_exclude_globs(tmp_path):
+    (tmp_path / "keep.csv").write_text("k")
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "tmp.csv").write_text("t")
+    with audited_pipeline(tmp_path, AuditConfig(exclude_paths=(f"{tmp_path}/scratch/*",))) as pipeline:
+        open(tmp_path / "keep.csv").close()
+        open(tmp_path / "scratch" / "tmp.csv").close()
+        assert _uris(pipeline) == [f"file://{tmp_path}/keep.csv"]
+
+
+def test_include_globs_are_an_allow_list_and_override_default_exclusions(tmp_path):
+    (tmp_path / "a.csv").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    config = AuditConfig(include_paths=(f"{tmp_path}/*.csv", "/proc/self/status"))
+    with audited_pipeline(tmp_path, config) as pipeline:
+        open(tmp_path / "a.csv").close()
+        open(tmp_path / "b.txt").close()
+        open("/proc/self/status").close()  # excluded by default, included explicitly
+        open(os.__file__).close()  # stdlib: not included
+        assert _uris(pipeline) == [f"file://{tmp_path}/a.csv", "file:///proc/self/status"]
+
+
+def test_exclude_wins_over_include(tmp_path):
+    (tmp_path / "a.csv").write_text("a")
+    config = AuditConfig(include_paths=(f"{tmp_path}/*",), exclude_paths=(f"{tmp_path}/a.*",))
+    with audited_pipeline(tmp_path, config) as pipeline:
+        open(tmp_path / "a.csv").close()
+        assert _uris(pipeline) == []
+
+
+def test_model_extensions_setting(tmp_path):
+    (tmp_path / "w.bin").write_bytes(b"x")
+    (tmp_path / "w.pt").write_bytes(b"x")
+    with audited_pipeline(tmp_path, AuditConfig(model_extensions=(".bin",))) as pipeline:
+        open(tmp_path / "w.bin", "rb").close()
+        open(tmp_path / "w.pt", "rb").close()
+        types = [r["attributes"][schema.AUDIT_RESOURCE_TYPE] for r in pipeline.all_records()]
+        assert types == ["model", "data"]

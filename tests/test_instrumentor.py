@@ -1,0 +1,160 @@
+"""The instrumentor: entry point, lazy patching, exact restore, never raising."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import entry_points
+
+import pytest
+
+from otel_audit import AuditInstrumentor, diagnostics
+from otel_audit.config import AuditConfig
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environ.update(env)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=environ, timeout=300)
+
+
+def test_entry_points_are_registered():
+    (instrumentor,) = [ep for ep in entry_points(group="opentelemetry_instrumentor") if ep.name == "otel_audit"]
+    assert instrumentor.load() is AuditInstrumentor
+    (exporter,) = [ep for ep in entry_points(group="opentelemetry_logs_exporter") if ep.name == "audit_file"]
+    assert exporter.load().__name__ == "AuditFileLogExporter"
+
+
+def test_instrument_imports_no_instrumented_library_and_patches_on_import():
+    result = _python("""
+        import sys
+        from otel_audit import AuditInstrumentor
+        AuditInstrumentor().instrument()
+        heavy = [m for m in ("pandas", "torch", "joblib", "boto3", "botocore", "s3transfer") if m in sys.modules]
+        print("imported:", heavy)
+        import joblib
+        print("joblib patched:", type(joblib.load).__name__)
+        AuditInstrumentor().uninstrument()
+        print("joblib restored:", type(joblib.load).__name__)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["imported: []", "joblib patched: AuditedFunction", "joblib restored: function"]
+    assert result.stderr == ""
+
+
+def test_safe_when_no_library_is_installed():
+    # Make every instrumented library unimportable, as on a machine without them.
+    result = _python("""
+        import sys
+        for name in ("pandas", "torch", "joblib", "boto3", "botocore", "s3transfer"):
+            sys.modules[name] = None
+        from otel_audit import AuditInstrumentor
+        AuditInstrumentor().instrument()
+        open(__import__("os").devnull).close()
+        try:
+            import pandas
+        except ImportError:
+            print("pandas unavailable, as before")
+        AuditInstrumentor().uninstrument()
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "pandas unavailable, as before"
+    assert result.stderr == ""
+
+
+def _patched_objects():
+    import builtins
+    import io
+
+    import boto3.s3.inject
+    import botocore.client
+    import joblib
+    import joblib.numpy_pickle
+    import pandas
+    import s3transfer.futures
+    import torch
+    import torch.serialization
+
+    return {
+        "builtins.open": builtins.open, "io.open": io.open,
+        "pandas.read_csv": pandas.read_csv, "pandas.read_parquet": pandas.read_parquet,
+        "torch.load": torch.load, "torch.serialization.load": torch.serialization.load, "torch.save": torch.save,
+        "joblib.load": joblib.load, "joblib.numpy_pickle.load": joblib.numpy_pickle.load, "joblib.dump": joblib.dump,
+        "BaseClient._make_api_call": vars(botocore.client.BaseClient)["_make_api_call"],
+        "inject.download_file": boto3.s3.inject.download_file,
+        "inject.download_fileobj": boto3.s3.inject.download_fileobj,
+        "BoundedExecutor.submit": vars(s3transfer.futures.BoundedExecutor)["submit"],
+    }
+
+
+def test_uninstrument_restores_every_original_object():
+    before = _patched_objects()
+    AuditInstrumentor().instrument(config=AuditConfig())
+    try:
+        during = _patched_objects()
+        assert all(during[name] is not before[name] for name in before), [n for n in before if during[n] is before[n]]
+        # where __module__ says a function lives, the very same wrapper (so it pickles by reference);
+        # pandas declares its readers' __module__ as "pandas" itself
+        assert during["torch.load"] is during["torch.serialization.load"]
+        assert during["joblib.load"] is during["joblib.numpy_pickle.load"]
+    finally:
+        AuditInstrumentor().uninstrument()
+    after = _patched_objects()
+    assert all(after[name] is before[name] for name in before), [n for n in before if after[n] is not before[n]]
+    # and again: instrument/uninstrument cycles are repeatable
+    AuditInstrumentor().instrument(config=AuditConfig())
+    AuditInstrumentor().uninstrument()
+    assert all(_patched_objects()[name] is before[name] for name in before)
+
+
+def test_hooks_setting_chooses_access_points(tmp_path):
+    import joblib
+
+    from conftest import audited_pipeline
+
+    with audited_pipeline(tmp_path, AuditConfig(hooks=("open",))) as pipeline:
+        assert type(joblib.load).__name__ == "function"
+        joblib.dump([1], tmp_path / "m.joblib")  # recorded by open only, as a write of data/model by extension
+        open(tmp_path / "x", "w").close()
+        assert [r["attributes"]["audit.api"] for r in pipeline.records()] == ["builtins.open"] * 2
+
+
+def test_a_failing_patch_is_reported_and_never_raises(capsys, monkeypatch):
+    from otel_audit.hooks import joblib_hook
+
+    def broken(point, module):
+        raise RuntimeError("simulated incompatible joblib")
+
+    monkeypatch.setitem(joblib_hook.ACCESS_POINT._patchers, "joblib", broken)
+    diagnostics._forget()
+    AuditInstrumentor().instrument(config=AuditConfig(hooks=("joblib", "open")))
+    try:
+        import builtins
+
+        assert type(builtins.open).__name__ == "AuditedFunction"  # the other hooks still installed
+    finally:
+        AuditInstrumentor().uninstrument()
+    err = capsys.readouterr().err
+    assert err == ("otel-audit: could not patch joblib (RuntimeError: simulated incompatible joblib); "
+                   "its accesses are NOT audited\n")
+
+
+def test_internal_error_in_a_hook_is_reported_once_and_the_call_proceeds(audited, tmp_path, capsys, monkeypatch):
+    from otel_audit import recorder as recorder_module
+
+    def broken_user():
+        raise RuntimeError("identity lookup exploded")
+
+    path = tmp_path / "data.txt"
+    path.write_text("payload")
+    # break the recorder's enduser lookup: emitting fails, the user's call must not
+    monkeypatch.setattr(recorder_module, "current_enduser", broken_user)
+    for _ in range(3):
+        with open(path) as handle:
+            assert handle.read() == "payload"
+    err = capsys.readouterr().err
+    assert err.count("otel-audit: internal error in the recorder: RuntimeError: identity lookup exploded") == 1
