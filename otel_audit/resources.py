@@ -66,7 +66,10 @@ def fspath_or_none(target: object) -> str | None:
     if isinstance(target, bytes):
         return os.fsdecode(target)
     if isinstance(target, os.PathLike):
-        path = os.fspath(target)
+        try:
+            path = os.fspath(target)
+        except Exception:  # a broken __fspath__: the library will raise it to the caller itself
+            return None
         return os.fsdecode(path) if isinstance(path, bytes) else path
     return None
 

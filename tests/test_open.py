@@ -181,3 +181,36 @@ def test_uninstrument_restores_exact_objects(tmp_path):
     finally:
         AuditInstrumentor().uninstrument()
     assert builtins.open is original_builtin and io.open is original_io
+
+
+def test_odd_arguments_behave_as_without_us(audited, tmp_path, capsys):
+    class BrokenPath:
+        def __fspath__(self):
+            raise RuntimeError("broken __fspath__")
+
+    with pytest.raises(RuntimeError, match="broken __fspath__"):
+        open(BrokenPath())
+    with pytest.raises(TypeError):
+        open(3.5)
+    with pytest.raises(TypeError):
+        open(None)
+    with pytest.raises(ValueError):
+        open(tmp_path / "x", "rw")  # invalid mode: open refuses before touching the file
+    assert capsys.readouterr().err == ""  # none of this is otel-audit's problem to report
+    records = audited.records()
+    assert [(r["attributes"][schema.AUDIT_MODE], r["attributes"][schema.AUDIT_OUTCOME], r["attributes"][schema.ERROR_TYPE])
+            for r in records] == [("rw", "failure", "ValueError")]
+
+
+def test_own_files_and_zip_imports_are_excluded(audited):
+    import otel_audit.schema as own
+
+    with open(own.__file__) as handle:
+        handle.read(1)
+    zips = [entry for entry in sys.path if entry.endswith(".zip")]
+    for entry in zips:
+        try:
+            open(entry, "rb").close()
+        except OSError:
+            pass
+    assert audited.all_records() == []
