@@ -111,6 +111,7 @@ class ResourcePolicy:
         self._include = _compile_globs(config.include_paths)
         self._exclude = _compile_globs(config.exclude_paths)
         self._excluded_prefixes = default_excluded_prefixes()
+        self._excluded_dirs = frozenset(prefix.rstrip(os.sep) for prefix in self._excluded_prefixes)
         self._model_extensions = tuple(config.model_extensions)
 
     # -- policy ------------------------------------------------------------
@@ -119,7 +120,7 @@ class ResourcePolicy:
         if self._include is not None:
             if not self._include.match(path):
                 return False
-        elif path.startswith(self._excluded_prefixes) or path + os.sep in self._excluded_prefixes:
+        elif path.startswith(self._excluded_prefixes) or path in self._excluded_dirs:
             return False
         return self._exclude is None or not self._exclude.match(path)
 

@@ -95,6 +95,35 @@ def http_receiver():
     receiver.stop()
 
 
+# moto's server runs in a child process, so this process is only the S3 client, as in production:
+# nothing of moto is imported here (in-process, moto adds its own handler to botocore), and its
+# server-side work (it spools large bodies to temporary files) is no access of this program.
+_SERVE = """
+import threading
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+threading.Event().wait()
+"""
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """A moto S3 (and IAM) server on a free port, for the whole session; yields its endpoint URL."""
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with open(log, "wb") as stderr:
+        server = subprocess.Popen([sys.executable, "-c", _SERVE], stdout=subprocess.PIPE, stderr=stderr)
+    try:
+        port = server.stdout.readline().strip()
+        assert port.isdigit(), log.read_text()
+        yield f"http://127.0.0.1:{int(port)}"
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()
+
+
 def instrumented_env(**overrides: str) -> dict:
     """Environment for a child under ``opentelemetry-instrument``: nothing inherited that steers OTel."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AWS_"))}

@@ -21,15 +21,9 @@ from otel_audit import schema
 SCRIPT = Path(__file__).parent / "scripts" / "access_all.py"
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+@pytest.fixture
+def s3_endpoint(moto_server):
+    return moto_server
 
 
 def _s3_env(endpoint: str) -> dict:

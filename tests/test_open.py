@@ -214,3 +214,14 @@ def test_own_files_and_zip_imports_are_excluded(audited):
         except OSError:
             pass
     assert audited.all_records() == []
+
+
+def test_anonymous_temporary_files_are_not_resources(audited, tmp_path):
+    import tempfile
+
+    with tempfile.TemporaryFile(dir=tmp_path) as scratch:
+        scratch.write(b"x")
+    with tempfile.TemporaryFile("w+", dir=tmp_path) as scratch:
+        scratch.write("x")
+    (tmp_path / "real").write_text("y")
+    assert [r["attributes"][schema.AUDIT_RESOURCE_URI] for r in audited.records()] == [f"file://{tmp_path}/real"]

@@ -10,12 +10,16 @@ event hooks (``after-call.s3.<Operation>``).
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
+import types
 import urllib.request
 import uuid
 
@@ -27,8 +31,10 @@ import s3transfer.futures
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
-from otel_audit import AuditInstrumentor, schema
+from otel_audit import AuditInstrumentor, diagnostics, schema
 from otel_audit.config import AuditConfig
 from otel_audit.hooks.boto3_hook import TRANSFERS, classify_s3_error
 
@@ -50,35 +56,6 @@ def _original(owner, attribute):
 
 
 # -- the S3 service --------------------------------------------------------------
-
-
-# moto's server runs in a child process, so this process is only the S3 client, as in production:
-# nothing of moto is imported here (in-process, moto adds its own handler to botocore), and its
-# server-side work (it spools large bodies to temporary files) is no access of this program.
-_SERVE = """
-import threading
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
-threading.Event().wait()
-"""
-
-
-@pytest.fixture(scope="module")
-def moto_server(tmp_path_factory):
-    """A moto S3 (and IAM) server on a free port, for the whole module; yields its endpoint URL."""
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    with open(log, "wb") as stderr:
-        server = subprocess.Popen([sys.executable, "-c", _SERVE], stdout=subprocess.PIPE, stderr=stderr)
-    try:
-        port = server.stdout.readline().strip()
-        assert port.isdigit(), log.read_text()
-        yield f"http://127.0.0.1:{int(port)}"
-    finally:
-        server.kill()
-        server.wait()
-        server.stdout.close()
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +118,14 @@ class S3:
 def s3(audited, aws_session, moto_server) -> S3:
     """Clients made while instrumented, so they have the transfer wrappers (see boto3_hook)."""
     return S3(aws_session, moto_server)
+
+
+@pytest.fixture(autouse=True)
+def no_internal_errors():
+    """otel-audit swallows its own errors (the user's call goes on); here there must be none."""
+    diagnostics._forget()
+    yield
+    assert not diagnostics._reported
 
 
 def _one(records) -> dict:
@@ -305,41 +290,88 @@ def test_multipart_download_file_is_one_record(audited, s3, tmp_path):
     s3.client.download_file(s3.bucket, "big/weights.bin", str(target), Config=MULTIPART)
     line = _line() - 1
 
-    assert target.read_bytes() == data
-    read_line = _line() - 1
-    # What S3 saw: one HeadObject, then four ranged GetObjects on s3transfer's worker threads.
-    assert s3.operations() == ["HeadObject"] + ["GetObject"] * 4
-    get_threads = {thread for name, thread in s3.requests if name == "GetObject"}
-    assert threading.get_ident() not in get_threads
-    # What the audit says: one read of the object, by this line.  (The ranged GETs and the
-    # temporary file s3transfer writes on the IO thread belong to it; the final read_bytes
-    # above is the test's own access of the local file.)
+    # What the audit says: one read of the object, by this line.  The four ranged GETs on
+    # s3transfer's worker threads, and the temporary file its IO thread writes, belong to it.
     records = audited.all_records()
-    assert [r["attributes"][schema.AUDIT_API] for r in records] == ["s3.download_file", "builtins.open"]
-    a = records[0]["attributes"]
+    a = _one(records)
     _check_s3(a, s3, "big/weights.bin", api="s3.download_file", action="read", line=line,
               function="test_multipart_download_file_is_one_record")
     assert a[schema.AUDIT_OUTCOME] == "success"
     assert set(a) == schema.REQUIRED_ATTRIBUTES | S3_ATTRIBUTES
-    assert records[1]["attributes"][schema.AUDIT_RESOURCE_URI] == f"file://{target}"
-    assert records[1]["attributes"][schema.CODE_LINE_NUMBER] == read_line
+    assert records[0]["body"] == (
+        f"{a[schema.USER_NAME]} read data s3://{s3.bucket}/big/weights.bin via s3.download_file (success)"
+    )
+    # What S3 saw: one HeadObject from the submission thread, then ranged GetObjects, none on this thread.
+    assert s3.operations() == ["HeadObject"] + ["GetObject"] * 4
+    get_threads = {thread for name, thread in s3.requests if name == "GetObject"}
+    assert threading.get_ident() not in get_threads
+    assert target.read_bytes() == data
+    assert sorted(tmp_path.iterdir()) == [target]  # no temporary file left behind
 
 
 def test_without_context_propagation_ranged_gets_are_separate(audited, s3, tmp_path):
-    """The counterfactual: with s3transfer's executor unpatched, the worker threads do not know
-    they serve download_file, so each ranged GET (and the temporary file) is recorded on its own."""
+    """The counterfactual: with s3transfer's executor unpatched, its worker threads do not know they
+    serve download_file, so each ranged GET, and the temporary file, is recorded on its own."""
     data = os.urandom(15 * MiB)
     s3.put("big.bin", data)
     audited.clear()
+    patched_submit = vars(s3transfer.futures.BoundedExecutor)["submit"]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(s3transfer.futures.BoundedExecutor, "submit",
-                      _original(s3transfer.futures.BoundedExecutor, "submit"))
+        patch.setattr(s3transfer.futures.BoundedExecutor, "submit", patched_submit.__wrapped__)
         s3.client.download_file(s3.bucket, "big.bin", str(tmp_path / "big.bin"), Config=MULTIPART)
+        line = _line() - 1
+    assert vars(s3transfer.futures.BoundedExecutor)["submit"] is patched_submit
+
     assert s3.operations() == ["HeadObject"] + ["GetObject"] * 3
-    for r in audited.all_records(): print(r["body"], r["attributes"][schema.CODE_FILE_PATH], r["attributes"][schema.CODE_FUNCTION_NAME])
-    apis = sorted(r["attributes"][schema.AUDIT_API] for r in audited.all_records())
-    assert apis.count("s3.GetObject") == 3 and apis.count("s3.download_file") == 1, apis
-    assert isinstance(vars(s3transfer.futures.BoundedExecutor)["submit"].__wrapped__, type(lambda: 0))
+    by_api: dict[str, list[dict]] = {}
+    for record in audited.all_records():
+        by_api.setdefault(record["attributes"][schema.AUDIT_API], []).append(record["attributes"])
+    assert {api: len(records) for api, records in by_api.items()} == {
+        "s3.download_file": 1, "s3.GetObject": 3, "builtins.open": 1}
+    assert by_api["s3.download_file"][0][schema.CODE_LINE_NUMBER] == line
+    # A worker thread has no frame of the user's: the GETs are attributed to botocore.
+    for get in by_api["s3.GetObject"]:
+        assert get[schema.AUDIT_RESOURCE_URI] == f"s3://{s3.bucket}/big.bin"
+        assert get[schema.CODE_FILE_PATH] == botocore.client.__file__
+    temporary = by_api["builtins.open"][0]
+    assert temporary[schema.AUDIT_ACTION] == "write"
+    assert temporary[schema.FILE_PATH].startswith(f"{tmp_path}/big.bin.")
+    assert (tmp_path / "big.bin").read_bytes() == data
+
+
+def test_concurrent_transfers_from_user_threads_are_one_record_each(audited, s3, tmp_path):
+    first, second = os.urandom(6 * MiB), os.urandom(6 * MiB)
+    s3.put("first.bin", first)
+    s3.put("second.bin", second)
+    audited.clear()
+
+    def fetch(key):
+        s3.client.download_file(s3.bucket, key, str(tmp_path / key), Config=MULTIPART)
+
+    line = _line() - 2
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(fetch, ["first.bin", "second.bin"]))
+
+    records = sorted(audited.all_records(), key=lambda r: r["attributes"][schema.AWS_S3_KEY])
+    assert len(records) == 2, [r["body"] for r in records]
+    for record, key in zip(records, ["first.bin", "second.bin"]):
+        _check_s3(record["attributes"], s3, key, api="s3.download_file", action="read", line=line, function="fetch")
+    assert sorted(s3.operations()) == ["GetObject"] * 4 + ["HeadObject"] * 2
+    assert (tmp_path / "first.bin").read_bytes() == first and (tmp_path / "second.bin").read_bytes() == second
+
+
+def test_unthreaded_transfer_is_one_record(audited, s3, tmp_path):
+    data = os.urandom(6 * MiB)
+    s3.put("big.bin", data)
+    audited.clear()
+    config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, use_threads=False)
+    s3.client.download_file(s3.bucket, "big.bin", str(tmp_path / "big.bin"), Config=config)
+    line = _line() - 1
+    assert {thread for _, thread in s3.requests} == {threading.get_ident()}
+    assert s3.operations() == ["HeadObject", "GetObject", "GetObject"]
+    _check_s3(_one(audited.all_records()), s3, "big.bin", api="s3.download_file", action="read", line=line,
+              function="test_unthreaded_transfer_is_one_record")
+    assert (tmp_path / "big.bin").read_bytes() == data
 
 
 def test_transfer_forms_are_one_record_each(audited, s3, tmp_path):
@@ -380,7 +412,7 @@ def test_transfer_forms_are_one_record_each(audited, s3, tmp_path):
         _check_s3(a, s3, key, api=api, action=action, line=line, function="test_transfer_forms_are_one_record_each")
         assert a[schema.AUDIT_OUTCOME] == "success"
         assert set(a) == schema.REQUIRED_ATTRIBUTES | S3_ATTRIBUTES
-    assert sorted(set(s3.operations())) == ["GetObject", "HeadObject", "PutObject"]
+    assert s3.operations() == ["HeadObject", "GetObject"] * 6 + ["PutObject"] * 4
     audited.clear()
 
     for n in "123":
@@ -399,7 +431,7 @@ def test_multipart_upload_file_is_one_record(audited, s3, tmp_path):
     s3.client.upload_file(str(source), s3.bucket, "up/big.bin", Config=MULTIPART)
     line = _line() - 1
 
-    assert s3.operations().count("UploadPart") == 3
+    assert s3.operations() == ["CreateMultipartUpload"] + ["UploadPart"] * 3 + ["CompleteMultipartUpload"]
     a = _one(audited.all_records())
     _check_s3(a, s3, "up/big.bin", api="s3.upload_file", action="write", line=line,
               function="test_multipart_upload_file_is_one_record")
@@ -446,7 +478,8 @@ def test_download_file_of_missing_key_is_one_failure(audited, s3, tmp_path):
     line = _line() - 1
 
     assert type(raised.value) is type(reference.value) is ClientError
-    assert raised.value.response["Error"] == reference.value.response["Error"] == {"Code": "404", "Message": "Not Found"}
+    assert raised.value.response["Error"] == reference.value.response["Error"]
+    assert raised.value.response["Error"] == {"Code": "404", "Message": "Not Found"}
     assert not (tmp_path / "gone.bin").exists()
     assert s3.operations() == ["HeadObject"]
     a = _one(audited.all_records())
@@ -454,9 +487,11 @@ def test_download_file_of_missing_key_is_one_failure(audited, s3, tmp_path):
               function="test_download_file_of_missing_key_is_one_failure")
     assert a[schema.AUDIT_OUTCOME] == "failure"
     assert a[schema.ERROR_TYPE] == "404"
-    # A HEAD answer has no body, so botocore has no request id for it
-    assert raised.value.response["ResponseMetadata"]["RequestId"] == ""
-    assert schema.AWS_REQUEST_ID not in a
+    # An error to HEAD has no body: botocore takes the request id from x-amz-request-id, which S3
+    # sends and moto does not ("" then), and the record has it exactly when the error does.
+    request_id = raised.value.response["ResponseMetadata"]["RequestId"]
+    assert request_id == ""
+    assert a.get(schema.AWS_REQUEST_ID) == (request_id or None)
 
 
 def _moto_iam_auth(endpoint: str, initial_no_auth_action_count: str) -> None:
@@ -495,8 +530,10 @@ def test_access_refused_is_denied(audited, s3, moto_server, tmp_path):
     assert forbidden.value.response["Error"]["Code"] == "403"  # HeadObject: no body, the status is the code
     assert unknown.value.response["Error"]["Code"] == "InvalidAccessKeyId"
     records = audited.all_records()
-    assert [(r["attributes"][schema.AUDIT_API], r["attributes"][schema.AUDIT_OUTCOME], r["attributes"][schema.ERROR_TYPE])
-            for r in records] == [
+    assert [
+        tuple(r["attributes"][name] for name in (schema.AUDIT_API, schema.AUDIT_OUTCOME, schema.ERROR_TYPE))
+        for r in records
+    ] == [
         ("s3.GetObject", "denied", "AccessDenied"),
         ("s3.download_file", "denied", "403"),
         ("s3.GetObject", "denied", "InvalidAccessKeyId"),
@@ -509,29 +546,36 @@ def test_access_refused_is_denied(audited, s3, moto_server, tmp_path):
     assert records[0]["body"].endswith("(denied: AccessDenied)")
 
 
+@contextlib.contextmanager
+def _refusing_port():
+    with socket.socket() as sock:  # bound, never listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
 def test_unreachable_endpoint_is_a_failure_without_request_id(audited, s3):
-    with socket_closed_port() as port:
+    with _refusing_port() as port:
         client = s3.session.client("s3", endpoint_url=f"http://127.0.0.1:{port}",
-                                   config=_config(retries={"max_attempts": 1}, connect_timeout=2))
+                                   config=_config(retries={"total_max_attempts": 1}))
         with pytest.raises(EndpointConnectionError):
             client.get_object(Bucket=s3.bucket, Key="k")
+        line = _line() - 1
     a = _one(audited.all_records())
+    _check_s3(a, s3, "k", api="s3.GetObject", action="read", line=line,
+              function="test_unreachable_endpoint_is_a_failure_without_request_id")
     assert a[schema.AUDIT_OUTCOME] == "failure"
     assert a[schema.ERROR_TYPE] == "botocore.exceptions.EndpointConnectionError"
     assert schema.AWS_REQUEST_ID not in a
 
 
-def socket_closed_port():
-    import contextlib
-    import socket
-
-    @contextlib.contextmanager
-    def closed():
-        with socket.socket() as sock:  # bound, never listening: connections are refused
-            sock.bind(("127.0.0.1", 0))
-            yield sock.getsockname()[1]
-
-    return closed()
+def test_local_error_of_a_transfer_is_its_failure(audited, s3, tmp_path):
+    s3.put("k.csv", b"x")
+    audited.clear()
+    with pytest.raises(FileNotFoundError):
+        s3.client.download_file(s3.bucket, "k.csv", str(tmp_path / "no-such-dir" / "k.csv"))
+    a = _one(audited.all_records())  # the failed open of the temporary file belongs to it
+    assert (a[schema.AUDIT_API], a[schema.AUDIT_OUTCOME], a[schema.ERROR_TYPE]) == (
+        "s3.download_file", "failure", "FileNotFoundError")
 
 
 @pytest.mark.parametrize("code, outcome", [
@@ -540,7 +584,7 @@ def socket_closed_port():
     ("NoSuchKey", "failure"), ("NoSuchBucket", "failure"), ("404", "failure"), ("SlowDown", "failure"),
 ])
 def test_classify_s3_error(code, outcome):
-    # A ClientError as botocore builds it from a parsed error response (the request id is S3's header).
+    # Codes moto does not produce, too: a ClientError as botocore builds it from a parsed error response.
     error = ClientError({"Error": {"Code": code, "Message": "m"},
                          "ResponseMetadata": {"RequestId": "REQ123", "HTTPStatusCode": 403}}, "GetObject")
     attributes: dict = {}
@@ -551,15 +595,15 @@ def test_classify_s3_error(code, outcome):
 # -- uninstrument ----------------------------------------------------------------
 
 
-def test_uninstrument_restores_exact_objects(moto_server, monkeypatch, tmp_path):
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+def test_uninstrument_restores_exact_objects(aws_session, moto_server):
     patched = [(botocore.client.BaseClient, "_make_api_call"), (s3transfer.futures.BoundedExecutor, "submit")]
     patched += [(boto3.s3.inject, name) for name in TRANSFERS]
     originals = [vars(owner)[name] for owner, name in patched]
+    # The libraries' own functions, also after the other tests' `audited` teardowns
+    for original, (owner, name) in zip(originals, patched):
+        module = owner.__name__ if isinstance(owner, types.ModuleType) else owner.__module__
+        assert type(original) is types.FunctionType, name
+        assert (original.__module__, original.__name__) == (module, name)
 
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider()
@@ -568,8 +612,7 @@ def test_uninstrument_restores_exact_objects(moto_server, monkeypatch, tmp_path)
     try:
         for (owner, name), original in zip(patched, originals):
             assert vars(owner)[name] is not original and vars(owner)[name].__wrapped__ is original, name
-        client = boto3.session.Session(region_name=REGION).client(
-            "s3", endpoint_url=moto_server, config=_config())
+        client = aws_session.client("s3", endpoint_url=moto_server, config=_config())
         bucket = f"audit-{uuid.uuid4().hex[:20]}"
         client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         client.put_object(Bucket=bucket, Key="k", Body=b"v")
@@ -579,9 +622,10 @@ def test_uninstrument_restores_exact_objects(moto_server, monkeypatch, tmp_path)
     for (owner, name), original in zip(patched, originals):
         assert vars(owner)[name] is original, name
 
-    # The client made while instrumented keeps its (now pass-through) transfer methods.
-    client.get_object(Bucket=bucket, Key="k")
-    client.download_fileobj(bucket, "k", buffer := io.BytesIO())
+    # The client made while instrumented keeps its transfer methods, now passing through.
+    assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+    buffer = io.BytesIO()
+    client.download_fileobj(bucket, "k", buffer)
     assert buffer.getvalue() == b"v"
     assert len(exporter.get_finished_logs()) == 1
     provider.shutdown()

@@ -4,7 +4,8 @@
 ``io.open`` and are covered.  The mode decides the action: ``r`` is a read,
 any of ``w``, ``a``, ``x``, ``+`` a write.  Opening an fd (an ``int``) names no
 resource and is not recorded.  ``file.size`` is taken from the open file on
-successful reads.
+successful reads.  Anonymous temporary files (``tempfile.TemporaryFile``)
+name no resource and are not recorded.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def _describe(policy: ResourcePolicy, instance, args: tuple, kwargs: dict) -> di
     path = fspath_or_none(file)
     if path is None:
         return None
+    if argument(args, kwargs, 7, "opener") is not None and os.path.isdir(path):
+        return None  # tempfile.TemporaryFile: O_TMPFILE in a directory, an anonymous file, no resource
     attributes = policy.describe_path(path)
     if attributes is None:
         return None
