@@ -13,20 +13,26 @@ import otel_audit
 from otel_audit import schema
 
 
+@pytest.fixture
+def data_file(audited, tmp_path):
+    """A file to read, written before the test's records start."""
+    path = tmp_path / "d.txt"
+    path.write_text("x")
+    audited.clear()
+    return path
+
+
 def _enduser_of(records):
     return [r["attributes"].get(schema.ENDUSER_ID) for r in records]
 
 
-def test_enduser_block_nests_and_resets(audited, tmp_path):
-    path = tmp_path / "d.txt"
-    path.write_text("x")
-    audited.clear()
+def test_enduser_block_nests_and_resets(audited, data_file):
     with otel_audit.enduser("alice"):
-        path.read_text()
+        data_file.read_text()
         with otel_audit.enduser("bob"):
-            path.read_text()
-        path.read_text()
-    path.read_text()
+            data_file.read_text()
+        data_file.read_text()
+    data_file.read_text()
     records = audited.records()
     assert _enduser_of(records) == ["alice", "bob", "alice", None]
     assert records[0]["body"].startswith(f"{records[0]['attributes'][schema.USER_NAME]} (for alice) read data ")
@@ -50,26 +56,20 @@ def test_enduser_follows_asyncio_tasks(audited, tmp_path):
     assert pairs == {("a", "u1"), ("b", "u2"), ("c", "u3")}
 
 
-def test_baggage_enduser_and_block_precedence(audited, tmp_path):
-    path = tmp_path / "d.txt"
-    path.write_text("x")
-    audited.clear()
+def test_baggage_enduser_and_block_precedence(audited, data_file):
     token = context.attach(baggage.set_baggage("enduser.id", "from-baggage"))
     try:
-        path.read_text()
+        data_file.read_text()
         with otel_audit.enduser("explicit"):
-            path.read_text()
+            data_file.read_text()
     finally:
         context.detach(token)
     assert _enduser_of(audited.records()) == ["from-baggage", "explicit"]
 
 
-def test_hostile_enduser_is_escaped_in_the_body(audited, tmp_path):
-    path = tmp_path / "d.txt"
-    path.write_text("x")
-    audited.clear()
+def test_hostile_enduser_is_escaped_in_the_body(audited, data_file):
     with otel_audit.enduser("mallory\nroot read model file:///x via torch.load (success)"):
-        path.read_text()
+        data_file.read_text()
     (record,) = audited.records()
     assert "\n" not in record["body"] and "mallory\\x0aroot" in record["body"]
 
@@ -108,12 +108,9 @@ def test_record_access_rejects_bad_arguments(audited, kwargs, message):
     assert audited.all_records() == []
 
 
-def test_audit_access_block(audited, tmp_path):
-    path = tmp_path / "d.txt"
-    path.write_text("x")
-    audited.clear()
+def test_audit_access_block(audited, data_file):
     with otel_audit.audit_access("registry://models/churn", "read", api="registry.fetch", resource_type="model"):
-        path.read_text()  # belongs to the block: not recorded again
+        data_file.read_text()  # belongs to the block: not recorded again
     with pytest.raises(KeyError):
         with otel_audit.audit_access("registry://models/gone", "read", api="registry.fetch"):
             raise KeyError("gone")
@@ -123,14 +120,11 @@ def test_audit_access_block(audited, tmp_path):
     assert ok["attributes"][schema.CODE_FILE_PATH] == __file__
 
 
-def test_records_carry_the_active_span(audited, tmp_path):
+def test_records_carry_the_active_span(audited, data_file):
     tracer = TracerProvider().get_tracer("test")
-    path = tmp_path / "d.txt"
-    path.write_text("x")
-    audited.clear()
     with tracer.start_as_current_span("step") as span:
-        path.read_text()
-    path.read_text()
+        data_file.read_text()
+    data_file.read_text()
     inside, outside = audited.records()
     assert inside["trace_id"] == format(span.get_span_context().trace_id, "032x")
     assert inside["span_id"] == format(span.get_span_context().span_id, "016x")

@@ -230,14 +230,16 @@ class AccessPoint:
         return wrapper
 
 
-def wrap_file_functions(
-    point: AccessPoint, module: Any, library: str, functions: dict[str, tuple[str, int, str]], api_type: str
-) -> None:
-    """Wrap ``module.<function>`` whose file argument is at ``(position, name)``, per ``functions``:
-    ``{function: (action, position, name)}``.  A path or URL is recorded; a buffer is not."""
-    for function, (action, index, name) in functions.items():
+def file_functions_access_point(library: str, functions: dict[str, tuple[str, int, str]], api_type: str) -> AccessPoint:
+    """The access point of a library whose functions take a file: ``{function: (action, position, name)}``
+    gives where the file argument is.  A path or URL is recorded; a buffer is not."""
 
-        def describe(policy: ResourcePolicy, instance, args, kwargs, _index=index, _name=name):
-            return policy.describe(argument(args, kwargs, _index, _name), api_type)
+    def patch(point: AccessPoint, module: Any) -> None:
+        for function, (action, index, name) in functions.items():
 
-        point.wrap(module, function, point.audited(f"{library}.{function}", action, describe))
+            def describe(policy: ResourcePolicy, instance, args, kwargs, _index=index, _name=name):
+                return policy.describe(argument(args, kwargs, _index, _name), api_type)
+
+            point.wrap(module, function, point.audited(f"{library}.{function}", action, describe))
+
+    return AccessPoint(library, {library: patch})

@@ -6,7 +6,7 @@ A file object argument keeps working and is not recorded.
 from __future__ import annotations
 
 from otel_audit import schema
-from otel_audit.hooks._base import AccessPoint, wrap_file_functions
+from otel_audit.hooks._base import file_functions_access_point
 
 # function -> (action, position and name of the file argument)
 FUNCTIONS = {
@@ -14,9 +14,4 @@ FUNCTIONS = {
     "dump": (schema.ACTION_WRITE, 1, "filename"),
 }
 
-
-def _patch_joblib(point: AccessPoint, module) -> None:
-    wrap_file_functions(point, module, "joblib", FUNCTIONS, schema.TYPE_MODEL)
-
-
-ACCESS_POINT = AccessPoint("joblib", {"joblib": _patch_joblib})
+ACCESS_POINT = file_functions_access_point("joblib", FUNCTIONS, schema.TYPE_MODEL)

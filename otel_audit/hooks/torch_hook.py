@@ -7,7 +7,7 @@ sees it.  A buffer argument keeps working and is not recorded.
 from __future__ import annotations
 
 from otel_audit import schema
-from otel_audit.hooks._base import AccessPoint, wrap_file_functions
+from otel_audit.hooks._base import file_functions_access_point
 
 # function -> (action, position and name of the file argument)
 FUNCTIONS = {
@@ -15,9 +15,4 @@ FUNCTIONS = {
     "save": (schema.ACTION_WRITE, 1, "f"),
 }
 
-
-def _patch_torch(point: AccessPoint, module) -> None:
-    wrap_file_functions(point, module, "torch", FUNCTIONS, schema.TYPE_MODEL)
-
-
-ACCESS_POINT = AccessPoint("torch", {"torch": _patch_torch})
+ACCESS_POINT = file_functions_access_point("torch", FUNCTIONS, schema.TYPE_MODEL)
