@@ -14,13 +14,15 @@ import os
 import time
 from typing import Callable
 
-from opentelemetry._logs import LoggerProvider, SeverityNumber, get_logger
+from opentelemetry._logs import LoggerProvider, SeverityNumber, get_logger, get_logger_provider
 
 from otel_audit import diagnostics, schema
 from otel_audit.config import AuditConfig
 from otel_audit.context import current_enduser
 from otel_audit.resources import ResourcePolicy, printable
 from otel_audit.version import __version__
+
+SERVICE_INSTANCE_ID = "service.instance.id"
 
 # (exception, attributes) -> (outcome, error.type); hooks that know better pass their
 # own, which may also add what the error carries (an S3 request id) to attributes.
@@ -59,11 +61,26 @@ class AuditRecorder:
             logger_provider=logger_provider,
             attributes={"audit.schema.version": schema.SCHEMA_VERSION},
         )
+        self._warn_if_records_are_not_identifiable(logger_provider)
         self._reset_process_state()
         if hasattr(os, "register_at_fork"):
             # A forked child is a new process: new pid, and (since the SDK gives it a new
             # service.instance.id) a new audit.seq range starting at 1.
             os.register_at_fork(after_in_child=self._reset_process_state)
+
+    @staticmethod
+    def _warn_if_records_are_not_identifiable(logger_provider: LoggerProvider | None) -> None:
+        # (service.instance.id, audit.seq) identifies a record.  The SDK's Resource.create() sets the
+        # id; a Resource built by hand may lack it, and consumers could not tell records apart.
+        provider = logger_provider or get_logger_provider()
+        resource = getattr(provider, "resource", None)
+        attributes = getattr(resource, "attributes", None)
+        if attributes is not None and SERVICE_INSTANCE_ID not in attributes:
+            diagnostics.report(
+                "the LoggerProvider's resource has no service.instance.id, so (service.instance.id, audit.seq) "
+                "does not identify records across processes; build it with Resource.create() or set "
+                "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=<unique id>"
+            )
 
     def _reset_process_state(self) -> None:
         user_name, user_id = _os_user()

@@ -158,3 +158,18 @@ def test_internal_error_in_a_hook_is_reported_once_and_the_call_proceeds(audited
             assert handle.read() == "payload"
     err = capsys.readouterr().err
     assert err.count("otel-audit: internal error in the recorder: RuntimeError: identity lookup exploded") == 1
+
+
+def test_resource_without_instance_id_is_reported(capsys):
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk.resources import Resource
+
+    diagnostics._forget()
+    provider = LoggerProvider(resource=Resource({"service.name": "hand-built"}))
+    AuditInstrumentor().instrument(logger_provider=provider, config=AuditConfig(hooks=("open",)))
+    AuditInstrumentor().uninstrument()
+    assert "resource has no service.instance.id" in capsys.readouterr().err
+    provider = LoggerProvider(resource=Resource.create({"service.name": "created"}))
+    AuditInstrumentor().instrument(logger_provider=provider, config=AuditConfig(hooks=("open",)))
+    AuditInstrumentor().uninstrument()
+    assert capsys.readouterr().err == ""
