@@ -93,7 +93,7 @@ SETTINGS: tuple[Setting, ...] = (
             "audited, default exclusions included.", _parse_globs),
     Setting("OTEL_PYTHON_AUDIT_EXCLUDE_PATHS", "exclude_paths", "(unset)",
             "Comma-separated globs of resources never audited, on top of the default exclusions "
-            "(interpreter, stdlib, site-packages and virtualenv, zip imports, the time zone database, `/proc`, `/sys`, `/dev`, otel-audit itself).",
+            "(interpreter, stdlib, site-packages and virtualenv, zip imports, package metadata (`*.dist-info/`, `*.egg-info/`), the time zone database, `/proc`, `/sys`, `/dev`, otel-audit itself).",
             _parse_globs),
     Setting("OTEL_PYTHON_AUDIT_MODEL_EXTENSIONS", "model_extensions", ",".join(DEFAULT_MODEL_EXTENSIONS),
             "File extensions whose resources are `model` (others are `data`, unless the API loads models, "

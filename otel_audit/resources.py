@@ -24,6 +24,8 @@ from otel_audit import schema
 from otel_audit.config import AuditConfig
 
 MAX_TEXT = 4096
+_PACKAGE_METADATA = ".dist-info" + os.sep
+_LEGACY_PACKAGE_METADATA = ".egg-info" + os.sep
 _FILE_URI_SAFE = "/-._~!$&'()*+,;=:@"
 _CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
@@ -120,7 +122,12 @@ class ResourcePolicy:
         if self._include is not None:
             if not self._include.match(path):
                 return False
-        elif path.startswith(self._excluded_prefixes) or path in self._excluded_dirs:
+        elif (
+            path.startswith(self._excluded_prefixes)
+            or path in self._excluded_dirs
+            or _PACKAGE_METADATA in path  # importlib.metadata reading installed packages' metadata
+            or _LEGACY_PACKAGE_METADATA in path
+        ):
             return False
         return self._exclude is None or not self._exclude.match(path)
 

@@ -225,3 +225,13 @@ def test_anonymous_temporary_files_are_not_resources(audited, tmp_path):
         scratch.write("x")
     (tmp_path / "real").write_text("y")
     assert [r["attributes"][schema.AUDIT_RESOURCE_URI] for r in audited.records()] == [f"file://{tmp_path}/real"]
+
+
+def test_package_metadata_is_excluded(audited, tmp_path):
+    for directory in ("mypkg-1.0.dist-info", "mypkg.egg-info"):
+        (tmp_path / directory).mkdir()
+        (tmp_path / directory / "entry_points.txt").write_text("")
+        (tmp_path / directory / "entry_points.txt").read_text()
+    (tmp_path / "notes.dist-info.txt").write_text("a user file that merely has the word in its name")
+    assert [r["attributes"][schema.AUDIT_RESOURCE_URI] for r in audited.records()] == [
+        f"file://{tmp_path}/notes.dist-info.txt"]

@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import Any, Callable
 
 import wrapt
@@ -75,6 +75,33 @@ class AuditedFunction(wrapt.FunctionWrapper):
         owner = self._self_patched_owner
         holder = _ModuleByName(owner.__name__) if isinstance(owner, ModuleType) else owner
         return getattr, (holder, self._self_patched_attribute)
+
+
+def _filed_under_library(wrapper: Callable, owner: Any) -> Callable:
+    """``wrapper`` with its code filed under the package directory of the library it wraps.
+
+    The wrapper's frame sits between the caller and the library.  Libraries that
+    aim a warning at "the first frame outside my package" (pandas'
+    ``find_stack_level``, behind nearly every pandas warning) would stop at it:
+    the warning would name ``otel_audit/hooks/_base.py`` instead of the caller's
+    line, so warning filters by module, the once-per-location registry and
+    ``pytest.warns``/stacklevel checks would all see otel-audit.  Filed there
+    (under a name that exists nowhere, saying where the code is), the frame
+    counts as the library's own.  Warnings with a fixed ``stacklevel`` from the
+    wrapped function itself still land on this frame: no Python wrapper avoids that.
+    """
+    code = getattr(wrapper, "__code__", None)
+    module = owner if isinstance(owner, ModuleType) else sys.modules.get(getattr(owner, "__module__", None) or "")
+    package = sys.modules.get(module.__name__.partition(".")[0]) if module is not None else None
+    package_file = getattr(package, "__file__", None)
+    if not isinstance(wrapper, FunctionType) or code is None or not package_file or not hasattr(package, "__path__"):
+        return wrapper  # builtins, io: no package directory to belong to
+    filename = os.path.join(os.path.dirname(package_file), f"<otel-audit wrapper from {__name__}>")
+    filed = FunctionType(code.replace(co_filename=filename), wrapper.__globals__, wrapper.__name__,
+                         wrapper.__defaults__, wrapper.__closure__)
+    filed.__kwdefaults__ = wrapper.__kwdefaults__
+    filed.__qualname__ = wrapper.__qualname__
+    return filed
 
 
 def _size_of_file_read(attributes: dict, result: Any) -> None:
@@ -158,6 +185,7 @@ class AccessPoint:
         if any(o is owner and a == attribute for o, a, _ in self._originals):
             return
         places = [(owner, attribute, vars(owner).get(attribute, _MISSING))]
+        wrapper = _filed_under_library(wrapper, owner)
         function = wrapt.wrap_object(owner, attribute, AuditedFunction, (wrapper, owner, attribute))
         if isinstance(owner, ModuleType):
             original = function.__wrapped__
@@ -198,7 +226,10 @@ class AccessPoint:
                         attributes[schema.AUDIT_API] = api
                     if action is not None:
                         attributes[schema.AUDIT_ACTION] = action
-                    call_site = find_call_site(sys._getframe(1))
+                    # No Python caller at all: the interpreter itself (printing a
+                    # traceback's source lines) opens the file, not the program.
+                    caller = sys._getframe().f_back
+                    call_site = find_call_site(caller) if caller is not None else None
                     if call_site is None:
                         attributes = None
                     else:
