@@ -17,6 +17,9 @@ from otel_audit.resources import default_excluded_prefixes, safe_text
 
 _LIBRARY_PREFIXES = default_excluded_prefixes()
 _OWN_PREFIX = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# otel-audit's wrappers are filed under the library they wrap (see hooks/_base.py),
+# wherever that library lives; this marks them as not the user's code.
+WRAPPER_FILENAME_MARKER = "<otel-audit wrapper"
 _IMPORT_MACHINERY = frozenset({"<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>"})
 _is_library_code: dict[CodeType, bool] = {}
 
@@ -26,7 +29,11 @@ def _library(code: CodeType) -> bool:
         return _is_library_code[code]
     except KeyError:
         filename = code.co_filename
-        result = filename.startswith("<frozen ") or filename.startswith(_LIBRARY_PREFIXES)
+        result = (
+            filename.startswith("<frozen ")
+            or filename.startswith(_LIBRARY_PREFIXES)
+            or WRAPPER_FILENAME_MARKER in filename
+        )
         if len(_is_library_code) > 100_000:  # bound memory in programs that generate code
             _is_library_code.clear()
         _is_library_code[code] = result

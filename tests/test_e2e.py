@@ -181,3 +181,16 @@ def test_collector_down_does_not_break_or_loop(tmp_path):
     assert len(audit) == 10
     # the exporter's own complaints may be logged (that is the SDK's logging handler) but never as audit records
     assert all(r["scope"]["name"] != "otel_audit" or r["event_name"] == "audit.access" for r in records)
+
+
+def test_crash_traceback_is_untouched(tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text("open('present.txt', 'w').close()\nraise SystemExit(open('missing.txt').read())\n")
+    env = instrumented_env(OTEL_LOGS_EXPORTER="audit_file")
+    result = run_instrumented(script, cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert result.stderr.rstrip().endswith("FileNotFoundError: [Errno 2] No such file or directory: 'missing.txt'")
+    assert "otel-audit" not in result.stderr  # the interpreter reading source lines is not an access
+    records = records_from_jsonl(tmp_path / "otel-audit.jsonl")
+    assert [(r["attributes"][schema.AUDIT_ACTION], r["attributes"][schema.AUDIT_OUTCOME]) for r in records] == [
+        ("write", "success"), ("read", "failure")]

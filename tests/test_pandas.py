@@ -188,3 +188,16 @@ def test_file_url_is_the_file(audited, tmp_path):
     pd.read_csv(path.as_uri())
     a = audited.records()[0]["attributes"]
     assert a[schema.AUDIT_RESOURCE_URI] == f"file://{path}" and a[schema.FILE_PATH] == str(path)
+
+
+def test_pandas_warnings_still_name_the_callers_line(audited, tmp_path):
+    import warnings
+
+    path = tmp_path / "data.xpt"
+    _write("sas", path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pd.read_sas(path, format="xport"); line = sys._getframe().f_lineno  # noqa: E702
+    deprecations = [w for w in caught if "encoding" in str(w.message)]
+    assert deprecations, [str(w.message) for w in caught]
+    assert (deprecations[0].filename, deprecations[0].lineno) == (__file__, line)

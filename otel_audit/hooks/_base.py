@@ -26,7 +26,7 @@ from typing import Any, Callable
 import wrapt
 
 from otel_audit import diagnostics, schema
-from otel_audit.callsite import find_call_site
+from otel_audit.callsite import WRAPPER_FILENAME_MARKER, find_call_site
 from otel_audit.context import in_audited_call
 from otel_audit.recorder import AuditRecorder, ErrorClassifier, classify_exception
 from otel_audit.resources import ResourcePolicy
@@ -96,7 +96,7 @@ def _filed_under_library(wrapper: Callable, owner: Any) -> Callable:
     package_file = getattr(package, "__file__", None)
     if not isinstance(wrapper, FunctionType) or code is None or not package_file or not hasattr(package, "__path__"):
         return wrapper  # builtins, io: no package directory to belong to
-    filename = os.path.join(os.path.dirname(package_file), f"<otel-audit wrapper from {__name__}>")
+    filename = os.path.join(os.path.dirname(package_file), f"{WRAPPER_FILENAME_MARKER} from {__name__}>")
     filed = FunctionType(code.replace(co_filename=filename), wrapper.__globals__, wrapper.__name__,
                          wrapper.__defaults__, wrapper.__closure__)
     filed.__kwdefaults__ = wrapper.__kwdefaults__
