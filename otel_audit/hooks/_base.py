@@ -176,9 +176,9 @@ class AccessPoint:
     def wrap(self, owner: Any, attribute: str, wrapper: Callable) -> None:
         """Replace ``owner.attribute`` by a wrapt wrapper, remembering the exact original.
 
-        A module-level function is also replaced where it is defined
-        (``pandas.read_csv`` lives in ``pandas.io.parsers.readers``), by the
-        same wrapper object: pickle and cloudpickle look a function up by its
+        A module-level function is also replaced where its ``__module__`` says
+        it lives (``torch.load`` in ``torch.serialization``), by the same
+        wrapper object: pickle and cloudpickle look a function up by its
         ``__module__``/``__qualname__`` and accept it only if they find that
         very object, so ``pool.map(pd.read_csv, files)`` keeps working.
         """
