@@ -68,7 +68,7 @@ READERS = [
     ("read_pickle", "data.pkl", {}),
     ("read_hdf", "data.h5", {"key": "frame"}),
     ("read_stata", "data.dta", {}),
-    ("read_sas", "data.xpt", {"format": "xport"}),
+    ("read_sas", "data.xpt", {"format": "xport", "encoding": None}),
     ("read_spss", "data.sav", {}),
     ("read_xml", "data.xml", {}),
     ("read_html", "data.html", {}),
