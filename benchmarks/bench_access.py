@@ -271,7 +271,9 @@ def _prepare(case: str, path: str, protocol: str, receiver, result: dict):
         from otel_audit import AuditInstrumentor
         from otel_audit.config import AuditConfig
 
-        config = AuditConfig(exclude_paths=(path,)) if case == "excluded" else AuditConfig()
+        # delivery="memory": records go through the SDK pipeline above, like the stock case.
+        # (The durable spool's row is still to be added.)
+        config = AuditConfig(exclude_paths=(path,) if case == "excluded" else (), delivery="memory")
         AuditInstrumentor().instrument(logger_provider=provider, config=config)
         return lambda: _access(path)
 

@@ -83,6 +83,37 @@ def _parse_file(value: str) -> str:
     return value
 
 
+def _choice(*accepted: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        value = value.strip().lower()
+        if value not in accepted:
+            raise ValueError(f"not a known value; accepted: {', '.join(accepted)}")
+        return value
+
+    return parse
+
+
+def _parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise ValueError("not a number of seconds in range; accepted: a number from 0 to 3600")
+    return seconds
+
+
+def _parse_directory(value: str) -> str:
+    if not value.strip():
+        raise ValueError("an empty path; accepted: a directory path")
+    return os.path.abspath(os.path.expanduser(value))
+
+
+def _default_spool_dir() -> str:
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "otel-audit", "spool")
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("OTEL_PYTHON_AUDIT_HOOKS", "hooks", "all",
             "Access points to patch: `all`, or comma-separated names from "
@@ -100,6 +131,18 @@ SETTINGS: tuple[Setting, ...] = (
             "like `torch.load` and `joblib.load`).", _parse_extensions),
     Setting("OTEL_PYTHON_AUDIT_FILE", "file", "./otel-audit.jsonl",
             "Where the embedded sink (`OTEL_LOGS_EXPORTER=audit_file`) appends OTLP JSON lines.", _parse_file),
+    Setting("OTEL_PYTHON_AUDIT_DELIVERY", "delivery", "durable",
+            "`durable`: each record is written to the local spool before the audited call returns and shipped "
+            "until the exporters acknowledge it; `memory`: the SDK's in-memory batch pipeline (records can be lost).",
+            _choice("durable", "memory")),
+    Setting("OTEL_PYTHON_AUDIT_SPOOL_DIR", "spool_dir", "$XDG_STATE_HOME/otel-audit/spool (~/.local/state/...)",
+            "Spool root (one directory per `service.name`, created owner-only).", _parse_directory),
+    Setting("OTEL_PYTHON_AUDIT_SPOOL_FSYNC", "spool_fsync", "batch",
+            "`never` (survives the process dying), `batch` (fsync once per shipment: also power loss, for "
+            "all but the last moments), `always` (fsync per record).", _choice("never", "batch", "always")),
+    Setting("OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT", "shutdown_timeout", "5",
+            "Seconds the program's exit may wait for undelivered records; the rest stays in the spool.",
+            _parse_seconds),
 )
 
 
@@ -110,6 +153,10 @@ class AuditConfig:
     exclude_paths: tuple[str, ...] = ()
     model_extensions: tuple[str, ...] = DEFAULT_MODEL_EXTENSIONS
     file: str = "./otel-audit.jsonl"
+    delivery: str = "durable"
+    spool_dir: str = field(default_factory=_default_spool_dir)
+    spool_fsync: str = "batch"
+    shutdown_timeout: float = 5.0
     errors: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod

@@ -14,7 +14,10 @@ import os
 import time
 from typing import Callable
 
-from opentelemetry._logs import LoggerProvider, SeverityNumber, get_logger, get_logger_provider
+from opentelemetry._logs import LogRecord, LoggerProvider, SeverityNumber, get_logger, get_logger_provider
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_audit import diagnostics, schema
 from otel_audit.config import AuditConfig
@@ -55,24 +58,38 @@ class AuditRecorder:
     def __init__(self, config: AuditConfig | None = None, logger_provider: LoggerProvider | None = None):
         self.config = config or AuditConfig.from_env()
         self.policy = ResourcePolicy(self.config)
-        self._logger = get_logger(
-            schema.SCOPE_NAME,
-            __version__,
-            logger_provider=logger_provider,
-            attributes={"audit.schema.version": schema.SCHEMA_VERSION},
-        )
-        self._warn_if_records_are_not_identifiable(logger_provider)
+        scope_attributes = {"audit.schema.version": schema.SCHEMA_VERSION}
+        self._logger = get_logger(schema.SCOPE_NAME, __version__, logger_provider=logger_provider,
+                                  attributes=scope_attributes)
+        self._scope = InstrumentationScope(schema.SCOPE_NAME, __version__, None, scope_attributes)
+        self._provider = logger_provider or get_logger_provider()
+        self._warn_if_records_are_not_identifiable(self._provider)
+        self._shipper = self._durable_shipper() if self.config.delivery == "durable" else None
+        self.lost = 0  # records neither spooled nor handed to the SDK
         self._reset_process_state()
         if hasattr(os, "register_at_fork"):
             # A forked child is a new process: new pid, and (since the SDK gives it a new
             # service.instance.id) a new audit.seq range starting at 1.
             os.register_at_fork(after_in_child=self._reset_process_state)
 
+    def _resource(self) -> Resource:
+        # Read each time: the SDK renews service.instance.id in a forked child.
+        resource = getattr(self._provider, "resource", None)
+        if not isinstance(resource, Resource):
+            resource = self._fallback_resource = getattr(self, "_fallback_resource", None) or Resource.create()
+        return resource
+
+    def _durable_shipper(self):
+        from otel_audit.delivery import Shipper, exporters_from_env, service_directory
+
+        service = str(self._resource().attributes.get("service.name", "unknown_service"))
+        return Shipper(service_directory(self.config.spool_dir, service), exporters_from_env,
+                       fsync=self.config.spool_fsync, shutdown_timeout=self.config.shutdown_timeout)
+
     @staticmethod
-    def _warn_if_records_are_not_identifiable(logger_provider: LoggerProvider | None) -> None:
+    def _warn_if_records_are_not_identifiable(provider: LoggerProvider) -> None:
         # (service.instance.id, audit.seq) identifies a record.  The SDK's Resource.create() sets the
         # id; a Resource built by hand may lack it, and consumers could not tell records apart.
-        provider = logger_provider or get_logger_provider()
         resource = getattr(provider, "resource", None)
         attributes = getattr(resource, "attributes", None)
         if attributes is not None and SERVICE_INSTANCE_ID not in attributes:
@@ -116,7 +133,7 @@ class AuditRecorder:
             if enduser is not None:
                 attributes[schema.ENDUSER_ID] = printable(enduser)
             attributes[schema.AUDIT_SEQ] = next(self._seq)
-            self._logger.emit(
+            fields = dict(
                 timestamp=start_ns,
                 observed_timestamp=time.time_ns(),
                 severity_number=severity,
@@ -125,8 +142,26 @@ class AuditRecorder:
                 attributes=attributes,
                 event_name=schema.EVENT_NAME,
             )
+            if self._shipper is not None and self._spool(fields):
+                return
+            self._logger.emit(**fields)
         except Exception as exc:
             diagnostics.report_internal_error("the recorder", exc)
+
+    def _spool(self, fields: dict) -> bool:
+        """Durable delivery: the record on disk before the audited call returns.  False if it could not be."""
+        from otel_audit.delivery import encode_record
+
+        record = ReadableLogRecord(LogRecord(**fields), self._resource(), self._scope)
+        try:
+            self._shipper.append(encode_record(record))
+            return True
+        except OSError as exc:
+            self.lost += 1
+            diagnostics.report(
+                f"AUDIT RECORDS NOT SPOOLED: {exc}; sending them through the in-memory pipeline only "
+                "(lost if the process dies or the collector is down)", key="spool-write")
+            return False
 
     def emit_error(
         self,

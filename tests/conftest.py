@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +62,11 @@ def audit_config() -> AuditConfig:
 
 @contextlib.contextmanager
 def audited_pipeline(root: Path, config: AuditConfig):
-    """otel-audit instrumented with ``config`` into an in-memory SDK pipeline, uninstrumented on exit."""
+    """otel-audit instrumented with ``config`` into an in-memory SDK pipeline, uninstrumented on exit.
+
+    Records go through the SDK (``delivery="memory"``): hook tests read them from the SDK's exporter.
+    """
+    config = dataclasses.replace(config, delivery="memory")
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider(resource=Resource.create({"service.name": "otel-audit-tests"}))
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
@@ -133,6 +139,8 @@ def instrumented_env(**overrides: str) -> dict:
         "OTEL_METRICS_EXPORTER": "none",
         "OTEL_BLRP_SCHEDULE_DELAY": "100",
         "PYTHONUNBUFFERED": "1",
+        # never the developer's own spool: a fresh one per child unless the test names one
+        "OTEL_PYTHON_AUDIT_SPOOL_DIR": tempfile.mkdtemp(prefix="otel-audit-spool-"),
     })
     env.update(overrides)
     return env

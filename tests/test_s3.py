@@ -608,7 +608,7 @@ def test_uninstrument_restores_exact_objects(aws_session, moto_server):
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider()
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-    AuditInstrumentor().instrument(logger_provider=provider, config=AuditConfig())
+    AuditInstrumentor().instrument(logger_provider=provider, config=AuditConfig(delivery="memory"))
     try:
         for (owner, name), original in zip(patched, originals):
             assert vars(owner)[name] is not original and vars(owner)[name].__wrapped__ is original, name

@@ -168,6 +168,7 @@ def audited_env(audit_file: Path) -> dict[str, str]:
         "OTEL_SERVICE_NAME": "otel-audit-compat",
         "OTEL_LOGS_EXPORTER": "audit_file",
         "OTEL_PYTHON_AUDIT_FILE": str(audit_file),
+        "OTEL_PYTHON_AUDIT_SPOOL_DIR": str(audit_file.parent / "spool"),
         "OTEL_PYTHON_AUDIT_HOOKS": "all",
         "OTEL_TRACES_EXPORTER": "none",
         "OTEL_METRICS_EXPORTER": "none",

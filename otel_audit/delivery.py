@@ -1,0 +1,302 @@
+"""Durable delivery: spool first, then ship through the standard exporters until acknowledged.
+
+``OTEL_PYTHON_AUDIT_DELIVERY=durable`` routes audit records around the SDK's
+in-memory ``BatchLogRecordProcessor``:
+
+1. the recorder encodes each record (OTLP protobuf, the SDK's own encoder)
+   and appends it to this process's spool segment before the audited call
+   returns (:mod:`otel_audit.spool`);
+2. a background shipper reads the segment, rebuilds the records and exports
+   them through the exporters ``OTEL_LOGS_EXPORTER`` names (``otlp`` with the
+   usual ``OTEL_EXPORTER_OTLP_*`` settings, ``audit_file``, ``console``...),
+   advancing the segment's acknowledged offset only when every exporter
+   reported success, and retrying with backoff for as long as it takes;
+3. segments left by processes that ended (collector down at exit, killed,
+   ``os._exit`` workers) are delivered by the next process of the same service
+   and by ``python -m otel_audit flush``.
+
+At exit the shipper gets ``OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT`` seconds; what
+is still undelivered stays in the spool.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import threading
+import time
+from typing import Callable, Iterable, NamedTuple, Sequence
+
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import TraceFlags
+
+from otel_audit import diagnostics, spool
+
+BATCH_SIZE = 512
+MAX_BACKOFF = 30.0
+ORPHAN_SCAN_INTERVAL = 5.0
+
+
+# -- the record on disk ------------------------------------------------------
+
+def encode_record(record: ReadableLogRecord) -> bytes:
+    """One record as a serialized OTLP ``ResourceLogs``: self-contained (resource and scope included)."""
+    return encode_logs([record]).resource_logs[0].SerializeToString()
+
+
+def _value(any_value):
+    kind = any_value.WhichOneof("value")
+    if kind == "array_value":
+        return tuple(_value(v) for v in any_value.array_value.values)
+    if kind == "kvlist_value":
+        return {kv.key: _value(kv.value) for kv in any_value.kvlist_value.values}
+    return getattr(any_value, kind) if kind else None
+
+
+def _attributes(key_values) -> dict:
+    return {kv.key: _value(kv.value) for kv in key_values}
+
+
+def decode_record(payload: bytes) -> list[ReadableLogRecord]:
+    """The records in one spooled payload, ready for any SDK ``LogRecordExporter``."""
+    resource_logs = logs_pb2.ResourceLogs.FromString(payload)
+    resource = Resource(_attributes(resource_logs.resource.attributes), resource_logs.schema_url or None)
+    records = []
+    for scope_logs in resource_logs.scope_logs:
+        scope = InstrumentationScope(
+            scope_logs.scope.name, scope_logs.scope.version or None, scope_logs.schema_url or None,
+            _attributes(scope_logs.scope.attributes),
+        )
+        for log in scope_logs.log_records:
+            log_record = LogRecord(
+                timestamp=log.time_unix_nano or None,
+                observed_timestamp=log.observed_time_unix_nano,
+                trace_id=int.from_bytes(log.trace_id, "big") if log.trace_id else 0,
+                span_id=int.from_bytes(log.span_id, "big") if log.span_id else 0,
+                trace_flags=TraceFlags(log.flags & 0xFF),
+                severity_text=log.severity_text or None,
+                severity_number=SeverityNumber(log.severity_number) if log.severity_number else None,
+                body=_value(log.body),
+                attributes=_attributes(log.attributes),
+                event_name=log.event_name or None,
+            )
+            records.append(ReadableLogRecord(log_record, resource, scope))
+    return records
+
+
+# -- exporters -----------------------------------------------------------------
+
+def exporters_from_env() -> dict[str, LogRecordExporter]:
+    """New instances of the exporters ``OTEL_LOGS_EXPORTER`` names, by name, resolved exactly as the SDK
+    does (``otlp`` becomes the gRPC or HTTP exporter by ``OTEL_EXPORTER_OTLP_[LOGS_]PROTOCOL``), each
+    configured by its own environment variables."""
+    # The SDK's own resolution, so the spool ships where the SDK pipeline would have.
+    from opentelemetry.sdk._configuration import _get_exporter_names, _import_exporters
+
+    try:
+        _, _, classes = _import_exporters([], [], _get_exporter_names("logs"))
+        exporters = {name: exporter_class() for name, exporter_class in classes.items()}
+    except Exception as exc:
+        diagnostics.report(f"the audit exporters (OTEL_LOGS_EXPORTER) could not be created: {type(exc).__name__}: "
+                           f"{exc}; audit records stay in the spool until they can")
+        return {}
+    if not exporters:
+        diagnostics.report("OTEL_LOGS_EXPORTER names no exporter: audit records stay in the spool "
+                           "(set OTEL_LOGS_EXPORTER=otlp, audit_file or console)")
+    return exporters
+
+
+def export(name: str, exporter: LogRecordExporter, batch: list[ReadableLogRecord]) -> bool:
+    try:
+        return exporter.export(batch) == LogRecordExportResult.SUCCESS
+    except Exception as exc:
+        diagnostics.report(f"exporter {name!r} failed ({type(exc).__name__}: {exc}); retrying",
+                           key=f"export:{name}:{type(exc).__name__}")
+        return False
+
+
+# -- delivering segments -----------------------------------------------------------
+
+def _batches(frames: Iterable, report_damage: bool) -> Iterable[tuple[list[ReadableLogRecord], int]]:
+    """``(records, end offset)`` batches from a segment's frames; damage reported, never fatal."""
+    batch: list[ReadableLogRecord] = []
+    end = None
+    for item in frames:
+        if isinstance(item, spool.Damage):
+            if report_damage:
+                diagnostics.report(f"spool damage skipped: {item}; the intact records around it are delivered")
+            continue
+        try:
+            batch.extend(decode_record(item.payload))
+        except Exception as exc:  # a frame with a valid checksum but not our encoding
+            diagnostics.report(f"spool record at offset {item.offset} of an otel-audit segment not decodable "
+                               f"({type(exc).__name__}); skipped")
+        end = item.end
+        if len(batch) >= BATCH_SIZE:
+            yield batch, end
+            batch = []
+    if end is not None:
+        yield batch, end
+
+
+def deliver_segment(path: str, exporters: dict[str, LogRecordExporter], acks: dict[str, int], *,
+                    complete_only: bool) -> tuple[dict[str, int], bool]:
+    """Ship ``path`` to each exporter from its own acknowledged offset (at least once to each: an
+    exporter that failed gets the batch again, the others do not).  Returns the new offsets, and
+    whether every exporter has everything readable."""
+    acks = dict(acks)
+    complete = True
+    for name, exporter in exporters.items():
+        start = acks.get(name, 0)
+        frames = spool.read_frames(path, start, complete_only=complete_only)
+        for batch, end in _batches(frames, report_damage=not complete_only):
+            if batch and not export(name, exporter, batch):
+                complete = False
+                break
+            acks[name] = end
+            spool.write_ack(path, acks)
+    return acks, complete and bool(exporters)
+
+
+def count_records(path: str, start: int) -> int:
+    return sum(1 for item in spool.read_frames(path, start) if isinstance(item, spool.Frame))
+
+
+def undelivered(path: str, exporters: dict[str, LogRecordExporter], acks: dict[str, int]) -> int:
+    """Records some exporter has not acknowledged."""
+    return count_records(path, min((acks.get(name, 0) for name in exporters), default=0))
+
+
+class OrphanReport(NamedTuple):
+    delivered: int  # records now acknowledged by every exporter
+    undelivered: int  # records of orphan segments still in the spool
+    live: int  # records in segments a running process holds (its own shipper delivers them)
+
+
+def deliver_orphans(directory: str, exporters: dict[str, LogRecordExporter], *, skip: str | None = None) -> OrphanReport:
+    """Deliver every segment in ``directory`` whose writer is gone, deleting each once fully delivered."""
+    delivered = left = live = 0
+    for path in spool.segments(directory):
+        if path == skip:
+            continue
+        lock = spool.OrphanLock.take(path)
+        if lock is None:  # its writer lives, or another process is delivering it
+            live += undelivered(path, exporters, spool.read_ack(path))
+            continue
+        complete = False
+        try:
+            before = undelivered(path, exporters, spool.read_ack(path))
+            acks, complete = deliver_segment(path, exporters, spool.read_ack(path), complete_only=False)
+            remaining = 0 if complete else undelivered(path, exporters, acks)
+            delivered += before - remaining
+            left += remaining
+        finally:
+            lock.release(delete=complete)
+    return OrphanReport(delivered, left, live)
+
+
+def service_directory(root: str, service_name: str) -> str:
+    return os.path.join(root, re.sub(r"[^A-Za-z0-9._-]", "_", service_name) or "unknown")
+
+
+class Shipper:
+    """This process's spool writer, and the thread that ships what it writes (and what others left)."""
+
+    def __init__(self, directory: str, exporter_factory: Callable[[], dict[str, LogRecordExporter]], *, fsync: str,
+                 shutdown_timeout: float, interval: float = 0.2):
+        self.directory = directory
+        self.writer = spool.SegmentWriter(directory, fsync=fsync)
+        self._exporter_factory = exporter_factory
+        self.exporters: dict[str, LogRecordExporter] = {}
+        self.shutdown_timeout = shutdown_timeout
+        self.interval = interval
+        self._acks: dict[str, int] = {}
+        self._wake = threading.Event()
+        self._stopping = False
+        self._deadline = float("inf")
+        self._thread: threading.Thread | None = None
+        self._started_pid: int | None = None
+        self._last_orphan_scan = float("-inf")
+        atexit.register(self.shutdown)
+
+    def append(self, payload: bytes) -> None:
+        """The hot path: on disk before the caller goes on.  Raises ``OSError`` if it could not be."""
+        self.writer.append(payload)
+        if self._started_pid != os.getpid():
+            self._start()  # the first record, or the first in a forked child (threads do not survive fork)
+        self._wake.set()
+
+    def _start(self) -> None:
+        self._started_pid = os.getpid()
+        # A forked child gets exporters of its own: gRPC channels do not survive fork.
+        self.exporters = self._exporter_factory()
+        self._acks = {}
+        self._stopping = False
+        self._deadline = float("inf")
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="otel-audit-shipper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        backoff = self.interval
+        while True:
+            ok = self._ship_once()
+            if self._stopping and (not self.exporters or (ok and not self.pending())
+                                   or time.monotonic() >= self._deadline):
+                return  # with no exporter there is nothing to wait for: the records stay spooled
+            backoff = self.interval if ok else min(backoff * 2, MAX_BACKOFF)
+            self._wake.wait(min(backoff, max(0.0, self._deadline - time.monotonic())))
+            self._wake.clear()
+
+    def _ship_once(self) -> bool:
+        try:
+            ok = True
+            if self.writer.path is not None:
+                self.writer.sync()
+                self._acks, ok = deliver_segment(self.writer.path, self.exporters, self._acks, complete_only=True)
+            now = time.monotonic()
+            if ok and not self._stopping and now - self._last_orphan_scan >= ORPHAN_SCAN_INTERVAL:
+                self._last_orphan_scan = now
+                ok = deliver_orphans(self.directory, self.exporters, skip=self.writer.path).undelivered == 0
+            return ok
+        except Exception as exc:
+            diagnostics.report_internal_error("the shipper", exc)
+            return False
+
+    def pending(self) -> bool:
+        path = self.writer.path
+        if path is None:
+            return False
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return False
+        return any(self._acks.get(name, 0) < size for name in self.exporters) or not self.exporters
+
+    def shutdown(self) -> None:
+        """At exit: deliver what this process wrote within the shutdown timeout; the rest stays spooled."""
+        thread = self._thread
+        if thread is None or self._started_pid != os.getpid():
+            return
+        self._deadline = time.monotonic() + self.shutdown_timeout
+        self._stopping = True
+        self._wake.set()
+        thread.join(self.shutdown_timeout + 0.5)  # never hang the program's exit beyond the bound
+        if self.pending():
+            diagnostics.report(
+                f"audit records not yet acknowledged at exit stay in the spool ({self.directory}); the next "
+                "process of this service, or `otel-audit flush`, delivers them")
+        if not thread.is_alive():
+            for exporter in self.exporters.values():
+                try:
+                    exporter.shutdown()
+                except Exception:
+                    pass
+        self._thread = None

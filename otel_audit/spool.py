@@ -1,0 +1,222 @@
+"""The write-ahead spool: audit records on local disk before the audited call returns.
+
+Layout: ``<spool dir>/<service>/<pid>-<random>.seg``, one append-only segment
+per writing process.  Each record is one frame::
+
+    magic b"\\xa7\\x01" | payload length (u32 LE) | CRC-32 of payload (u32 LE) | payload
+
+so a torn or corrupted tail (power cut, disk full) is detected, reported with
+its offset and size, and every intact frame before and after it is still read
+(the reader resynchronises on the next valid frame).
+
+A writer holds an exclusive ``flock`` on its segment for its whole life; the
+kernel drops it when the process ends, however it ends (``SIGKILL`` and
+``os._exit`` included).  A segment nobody holds is an orphan: another process
+of the same service, or ``otel-audit flush``, takes the lock and delivers it,
+so two processes never deliver one segment at once.  Delivery progress is
+``<segment>.ack``: per exporter, the byte offset it acknowledged so far
+(replaced atomically), so a retry after one exporter failed resends only to
+that one.  A fully delivered orphan is deleted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import struct
+import threading
+import uuid
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+
+MAGIC = b"\xa7\x01"
+_HEADER = struct.Struct("<2sII")
+HEADER_SIZE = _HEADER.size
+MAX_FRAME = 16 * 1024 * 1024  # a larger length field is corruption, not a record
+SEGMENT_SUFFIX = ".seg"
+ACK_SUFFIX = ".ack"
+
+
+def frame(payload: bytes) -> bytes:
+    return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+@dataclass
+class Damage:
+    """Bytes of a segment that are not intact records."""
+
+    path: str
+    offset: int
+    size: int
+
+    def __str__(self) -> str:
+        return f"{self.size} damaged bytes at offset {self.offset} of {self.path}"
+
+
+@dataclass
+class Frame:
+    offset: int  # where the frame starts
+    end: int  # where the next one starts
+    payload: bytes
+
+
+def read_frames(path: str, start: int = 0, *, complete_only: bool = False) -> Iterator[Frame | Damage]:
+    """Frames from ``start`` on, and a :class:`Damage` for every stretch that is not one.
+
+    ``complete_only``: a segment still being written may end in half a frame;
+    stop there instead of calling it damage.
+    """
+    data = _read_file(path, start)
+    position, end = 0, len(data)
+    bad_from: int | None = None
+    while position < end:
+        header = data[position:position + HEADER_SIZE]
+        if len(header) == HEADER_SIZE:
+            magic, length, crc = _HEADER.unpack(header)
+            body_end = position + HEADER_SIZE + length
+            if magic == MAGIC and length <= MAX_FRAME and body_end <= end:
+                payload = data[position + HEADER_SIZE:body_end]
+                if zlib.crc32(payload) == crc:
+                    if bad_from is not None:
+                        yield Damage(path, start + bad_from, position - bad_from)
+                        bad_from = None
+                    yield Frame(start + position, start + body_end, payload)
+                    position = body_end
+                    continue
+            elif complete_only and magic == MAGIC and bad_from is None and body_end > end:
+                return  # the writer has not finished this frame yet
+        elif complete_only and bad_from is None and MAGIC.startswith(header[:2]):
+            return
+        if bad_from is None:
+            bad_from = position
+        next_magic = data.find(MAGIC, position + 1)
+        position = end if next_magic < 0 else next_magic
+    if bad_from is not None:
+        yield Damage(path, start + bad_from, end - bad_from)
+
+
+def _read_file(path: str, start: int = 0) -> bytes:
+    # os-level I/O: otel-audit's own reads must never be audited (nor pass through `open` hooks)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.lseek(fd, start, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+class SegmentWriter:
+    """This process's segment: appends framed records, one ``write`` each, under an exclusive flock."""
+
+    def __init__(self, directory: str, fsync: str = "batch"):
+        self.directory = directory
+        self.fsync = fsync
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self.path: str | None = None
+        self._dirty = False
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget_parent_segment)
+
+    def _open(self) -> int:
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        path = os.path.join(self.directory, f"{os.getpid()}-{uuid.uuid4().hex[:12]}{SEGMENT_SUFFIX}")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._fd, self.path = fd, path
+        return fd
+
+    def _forget_parent_segment(self) -> None:
+        # The child shares the parent's open file (and its flock): closing our copy
+        # releases nothing of the parent's.  The child writes a segment of its own.
+        self._lock = threading.Lock()
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+        self._fd, self.path, self._dirty = None, None, False
+
+    def append(self, payload: bytes) -> None:
+        """Raises ``OSError`` when the record could not be written (the caller decides open/closed)."""
+        data = frame(payload)
+        with self._lock:
+            fd = self._fd if self._fd is not None else self._open()
+            written = os.write(fd, data)
+            if written != len(data):  # disk full mid-frame: the checksum marks the tail as damage
+                raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
+            if self.fsync == "always":
+                os.fsync(fd)
+            else:
+                self._dirty = True
+
+    def sync(self) -> None:
+        """``fsync`` what was appended since the last sync (the ``batch`` policy calls this per shipment)."""
+        with self._lock:
+            if self._fd is not None and self._dirty and self.fsync != "never":
+                os.fsync(self._fd)
+                self._dirty = False
+
+
+def read_ack(segment: str) -> dict[str, int]:
+    """Acknowledged byte offset of ``segment`` per exporter name ({} when nothing was acknowledged)."""
+    try:
+        acks = json.loads(_read_file(segment + ACK_SUFFIX))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(acks, dict):
+        return {}
+    return {str(k): v for k, v in acks.items() if isinstance(v, int) and v >= 0}
+
+
+def write_ack(segment: str, acks: dict[str, int]) -> None:
+    """Replace the acknowledged offsets atomically (a crash leaves the old or the new, never half)."""
+    temporary = f"{segment}{ACK_SUFFIX}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(acks, sort_keys=True).encode())
+    finally:
+        os.close(fd)
+    os.replace(temporary, segment + ACK_SUFFIX)
+
+
+class OrphanLock:
+    """Exclusive hold on a segment whose writer is gone; ``None`` from :meth:`take` while anyone holds it."""
+
+    def __init__(self, fd: int, path: str):
+        self.fd, self.path = fd, path
+
+    @classmethod
+    def take(cls, path: str) -> "OrphanLock | None":
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        return cls(fd, path)
+
+    def release(self, *, delete: bool) -> None:
+        if delete:
+            for name in (self.path + ACK_SUFFIX, self.path):
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
+        os.close(self.fd)  # drops the flock
+
+
+def segments(directory: str) -> list[str]:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(os.path.join(directory, n) for n in names if n.endswith(SEGMENT_SUFFIX))
