@@ -1,14 +1,21 @@
-"""``python -m otel_audit show FILE...``: print the audit trail the ``audit_file`` sink wrote.
+"""The ``otel-audit`` command (also ``python -m otel_audit``).
 
-One line per record, oldest first: time, body, and the user-code line that
-made the access.  Lines that are not OTLP/JSON are reported with their file
-and line number, and never hide the valid ones.
+``show FILE...``
+    Print the audit trail the ``audit_file`` sink wrote: one line per record,
+    oldest first (time, body, the user-code line).  Lines that are not
+    OTLP/JSON are reported with file and line number and never hide the valid ones.
+``flush``
+    Deliver every record left in the spool by processes that ended (collector
+    down at exit, killed, ``os._exit`` workers) through the exporters
+    ``OTEL_LOGS_EXPORTER`` names.  Exit 0 only when all were acknowledged;
+    otherwise non-zero, with the count left.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime, timezone
 
@@ -50,12 +57,45 @@ def show(paths: list[str]) -> int:
     return 0
 
 
+def flush(spool_dir: str | None) -> int:
+    from otel_audit.config import AuditConfig
+    from otel_audit.delivery import deliver_orphans, exporters_from_env
+    from otel_audit.spool import segments
+
+    root = spool_dir or AuditConfig.from_env().spool_dir
+    exporters = exporters_from_env()
+    delivered = left = live = 0
+    services = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    for service in services:
+        directory = os.path.join(root, service)
+        if not segments(directory):
+            continue
+        if not exporters:
+            left += 1
+            continue
+        report = deliver_orphans(directory, exporters)
+        delivered, left, live = delivered + report.delivered, left + report.undelivered, live + report.live
+    for exporter in exporters.values():
+        exporter.shutdown()
+    print(f"otel-audit flush: {delivered} records delivered from {root}"
+          + (f"; {live} records belong to running processes, which deliver them" if live else ""))
+    if left:
+        print(f"otel-audit flush: {left} records NOT delivered (see the errors above); they stay in the spool",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m otel_audit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="otel-audit", description="otel-audit's command line")
     commands = parser.add_subparsers(dest="command", required=True)
     show_parser = commands.add_parser("show", help="print the records in OTLP/JSON lines files")
     show_parser.add_argument("files", nargs="+")
+    flush_parser = commands.add_parser("flush", help="deliver what ended processes left in the spool")
+    flush_parser.add_argument("--spool-dir", help="spool root (default: OTEL_PYTHON_AUDIT_SPOOL_DIR)")
     args = parser.parse_args(argv)
+    if args.command == "flush":
+        return flush(args.spool_dir)
     return show(args.files)
 
 

@@ -224,6 +224,7 @@ class Shipper:
         self._thread: threading.Thread | None = None
         self._started_pid: int | None = None
         self._last_orphan_scan = float("-inf")
+        self._final_scan_done = False
         atexit.register(self.shutdown)
 
     def append(self, payload: bytes) -> None:
@@ -262,8 +263,10 @@ class Shipper:
                 self.writer.sync()
                 self._acks, ok = deliver_segment(self.writer.path, self.exporters, self._acks, complete_only=True)
             now = time.monotonic()
-            if ok and not self._stopping and now - self._last_orphan_scan >= ORPHAN_SCAN_INTERVAL:
-                self._last_orphan_scan = now
+            # Orphans (ended workers' segments) every few seconds, and once more on the way out.
+            final_scan = self._stopping and not self._final_scan_done
+            if ok and (final_scan or now - self._last_orphan_scan >= ORPHAN_SCAN_INTERVAL):
+                self._last_orphan_scan, self._final_scan_done = now, self._stopping
                 ok = deliver_orphans(self.directory, self.exporters, skip=self.writer.path).undelivered == 0
             return ok
         except Exception as exc:

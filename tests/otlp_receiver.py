@@ -143,7 +143,7 @@ class _Collected:
 class GrpcLogsReceiver(_Collected):
     """``opentelemetry.proto.collector.logs.v1.LogsService`` on 127.0.0.1:<port>."""
 
-    def __init__(self):
+    def __init__(self, port: int = 0):
         super().__init__()
         receiver = self
 
@@ -154,7 +154,7 @@ class GrpcLogsReceiver(_Collected):
 
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Servicer(), self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "GrpcLogsReceiver":
@@ -168,7 +168,7 @@ class GrpcLogsReceiver(_Collected):
 class HttpLogsReceiver(_Collected):
     """OTLP/HTTP protobuf ``POST /v1/logs`` on 127.0.0.1:<port>."""
 
-    def __init__(self):
+    def __init__(self, port: int = 0):
         super().__init__()
         receiver = self
 
@@ -197,7 +197,8 @@ class HttpLogsReceiver(_Collected):
             def log_message(self, *args):  # keep test output clean
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ThreadingHTTPServer.allow_reuse_address = True  # restart on the same port in outage tests
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self._server.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
