@@ -71,6 +71,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -289,6 +290,7 @@ def _prepare(case: str, path: str, protocol: str, receiver, result: dict):
     body = f"{user} read data {uri} via builtins.open (success)"
     code_file = str(Path(__file__).resolve())
     seq = iter(range(1, 1 << 62))
+    record_id_prefix = uuid.uuid4().hex
 
     def stock() -> None:
         start_ns = time.time_ns()
@@ -314,7 +316,8 @@ def _prepare(case: str, path: str, protocol: str, receiver, result: dict):
                 "user.name": user,
                 "user.id": uid,
                 "process.pid": pid,
-                "audit.seq": next(seq),
+                "audit.seq": (n := next(seq)),
+                "audit.record.id": f"{record_id_prefix}-{n}",
             },
             event_name="audit.access",
         )

@@ -12,6 +12,7 @@ import getpass
 import itertools
 import os
 import time
+import uuid
 from typing import Callable
 
 from opentelemetry._logs import LogRecord, LoggerProvider, SeverityNumber, get_logger, get_logger_provider
@@ -107,6 +108,7 @@ class AuditRecorder:
             schema.PROCESS_PID: os.getpid(),
         }
         self._seq = itertools.count(1)
+        self._record_id_prefix = uuid.uuid4().hex  # new in every process, forked children included
 
     def emit(
         self,
@@ -132,7 +134,8 @@ class AuditRecorder:
             enduser = current_enduser()
             if enduser is not None:
                 attributes[schema.ENDUSER_ID] = printable(enduser)
-            attributes[schema.AUDIT_SEQ] = next(self._seq)
+            seq = attributes[schema.AUDIT_SEQ] = next(self._seq)
+            attributes[schema.AUDIT_RECORD_ID] = f"{self._record_id_prefix}-{seq}"
             fields = dict(
                 timestamp=start_ns,
                 observed_timestamp=time.time_ns(),

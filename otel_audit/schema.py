@@ -45,6 +45,7 @@ AUDIT_API = "audit.api"
 AUDIT_RESOURCE_URI = "audit.resource.uri"
 AUDIT_RESOURCE_TYPE = "audit.resource.type"
 AUDIT_SEQ = "audit.seq"
+AUDIT_RECORD_ID = "audit.record.id"
 AUDIT_MODE = "audit.mode"
 USER_NAME = "user.name"
 USER_ID = "user.id"
@@ -75,7 +76,9 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(AUDIT_API, "string", True, "the audited call, e.g. `builtins.open`, `pandas.read_csv`, `s3.GetObject`"),
     Attribute(AUDIT_RESOURCE_URI, "string", True, "`file:///absolute/path` (percent-encoded), `s3://bucket/key`, or the URL given"),
     Attribute(AUDIT_RESOURCE_TYPE, "string", True, "`data` or `model` (by API, then by file extension)"),
-    Attribute(AUDIT_SEQ, "int", True, "per-process counter from 1; with `service.instance.id` it identifies the record"),
+    Attribute(AUDIT_SEQ, "int", True, "per-process counter from 1, no gaps; with `service.instance.id` it identifies the record"),
+    Attribute(AUDIT_RECORD_ID, "string", True, "unique id of the record (a per-process random part and `audit.seq`): "
+              "a record delivered twice after a crash or retry carries the same id"),
     Attribute(USER_NAME, "string", True, "OS login name of the process"),
     Attribute(USER_ID, "string", True, "OS user id (uid) of the process"),
     Attribute(PROCESS_PID, "int", True, "process id"),

@@ -32,7 +32,7 @@ def test_bench_access_quick_runs_and_counts_records():
         pairs = [pair.strip().split("/") for pair in match.group(1).split(",")]
         assert pairs and all(int(got) == int(want) == expected[case] for got, want in pairs), (case, output)
     assert re.search(r"non-excluded sanity access recorded: \[1(, 1)*\]", output), output
-    assert "stock records carry the same 15 attributes" in output, output
+    assert "stock records carry the same 16 attributes" in output, output
 
     for case in ("bare", "audited", "excluded", "stock", "logging"):
         assert re.search(rf"^\s+{case}\s+\d+\.\d+\s+\d+\.\d+×", output, re.MULTILINE), (case, output)

@@ -52,6 +52,11 @@ def check_records(records: list[dict], expected: list[dict]) -> None:
     instance_ids = {r["resource"]["service.instance.id"] for r in records}
     assert len(instance_ids) == 1
     uuid.UUID(instance_ids.pop())
+    record_ids = [r["attributes"][schema.AUDIT_RECORD_ID] for r in records]
+    assert len(set(record_ids)) == len(records)
+    prefix = record_ids[0].split("-")[0]
+    assert re.fullmatch(r"[0-9a-f]{32}", prefix)
+    assert record_ids == [f"{prefix}-{seq}" for seq in range(1, len(records) + 1)]
     for record, want in zip(records, expected):
         a = record["attributes"]
         assert record["event_name"] == schema.EVENT_NAME
