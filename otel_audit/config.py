@@ -103,6 +103,21 @@ def _parse_seconds(value: str) -> float:
     return seconds
 
 
+_BYTE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _parse_bytes(value: str) -> int:
+    text = value.strip().lower().removesuffix("b").removesuffix("i")
+    number, unit = (text[:-1], text[-1]) if text[-1:] in ("k", "m", "g") else (text, "")
+    try:
+        size = int(float(number) * _BYTE_UNITS[unit])
+    except ValueError:
+        size = 0
+    if size < 1 << 20:
+        raise ValueError("not a size of at least 1 MiB; accepted: bytes, or a number with k, M or G (e.g. 512M)")
+    return size
+
+
 def _parse_directory(value: str) -> str:
     if not value.strip():
         raise ValueError("an empty path; accepted: a directory path")
@@ -140,6 +155,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OTEL_PYTHON_AUDIT_SPOOL_FSYNC", "spool_fsync", "batch",
             "`never` (survives the process dying), `batch` (fsync once per shipment: also power loss, for "
             "all but the last moments), `always` (fsync per record).", _choice("never", "batch", "always")),
+    Setting("OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES", "spool_max_bytes", "1073741824",
+            "Cap on the spool of one service (bytes; suffixes `k`, `M`, `G` accepted). At the cap, "
+            "`OTEL_PYTHON_AUDIT_ON_FAILURE` decides.", _parse_bytes),
+    Setting("OTEL_PYTHON_AUDIT_ON_FAILURE", "on_failure", "open",
+            "When a record cannot be spooled (cap reached, directory unwritable, disk full): `open` lets the "
+            "access proceed, sends the record through the in-memory SDK pipeline and reports the loss on "
+            "stderr; `closed` refuses the access with `PermissionError` before it happens.",
+            _choice("open", "closed")),
     Setting("OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT", "shutdown_timeout", "5",
             "Seconds the program's exit may wait for undelivered records; the rest stays in the spool.",
             _parse_seconds),
@@ -156,6 +179,8 @@ class AuditConfig:
     delivery: str = "durable"
     spool_dir: str = field(default_factory=_default_spool_dir)
     spool_fsync: str = "batch"
+    spool_max_bytes: int = 1 << 30
+    on_failure: str = "open"
     shutdown_timeout: float = 5.0
     errors: tuple[str, ...] = field(default=(), compare=False)
 

@@ -40,6 +40,11 @@ from opentelemetry.trace import TraceFlags
 from otel_audit import diagnostics, spool
 
 BATCH_SIZE = 512
+RETRY_BROKEN_SPOOL = 5.0  # seconds before an unwritable spool is tried again
+
+
+class SpoolFull(OSError):
+    """The spool is at OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES."""
 MAX_BACKOFF = 30.0
 ORPHAN_SCAN_INTERVAL = 5.0
 
@@ -210,14 +215,20 @@ class Shipper:
     """This process's spool writer, and the thread that ships what it writes (and what others left)."""
 
     def __init__(self, directory: str, exporter_factory: Callable[[], dict[str, LogRecordExporter]], *, fsync: str,
-                 shutdown_timeout: float, interval: float = 0.2):
+                 shutdown_timeout: float, max_bytes: int = 1 << 30, interval: float = 0.2):
         self.directory = directory
+        self.max_bytes = max_bytes
+        self._spool_bytes: int | None = None  # this service's spool size: scanned, then kept up to date
+        self._problem: str | None = None  # why the last write or open failed
+        self._problem_at = 0.0
+        self._largest_record = 4096  # what the next record may need, for the admission check
         self.writer = spool.SegmentWriter(directory, fsync=fsync)
         self._exporter_factory = exporter_factory
         self.exporters: dict[str, LogRecordExporter] = {}
         self.shutdown_timeout = shutdown_timeout
         self.interval = interval
         self._acks: dict[str, int] = {}
+        self._acks_path: str | None = None
         self._wake = threading.Event()
         self._stopping = False
         self._deadline = float("inf")
@@ -227,9 +238,48 @@ class Shipper:
         self._final_scan_done = False
         atexit.register(self.shutdown)
 
+    def _scan_size(self) -> int:
+        total = 0
+        for path in spool.segments(self.directory):
+            try:
+                total += os.path.getsize(path)
+            except OSError:
+                pass
+        self._spool_bytes = total
+        return total
+
+    def problem(self) -> str | None:
+        """Why a record could not be spooled now, or ``None`` (the fail-closed admission check)."""
+        used = self._spool_bytes if self._spool_bytes is not None else self._scan_size()
+        if used + self._largest_record > self.max_bytes:  # the next record would not fit
+            return f"the spool {self.directory} is at its cap of {self.max_bytes} bytes (OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES)"
+        if self._problem is not None and time.monotonic() - self._problem_at < RETRY_BROKEN_SPOOL:
+            return self._problem
+        try:
+            self.writer.ensure_open()
+        except OSError as exc:
+            self._failed(exc)
+            return self._problem
+        self._problem = None
+        return None
+
+    def _failed(self, exc: OSError) -> None:
+        self._problem, self._problem_at = f"cannot write the spool {self.directory}: {exc}", time.monotonic()
+
     def append(self, payload: bytes) -> None:
         """The hot path: on disk before the caller goes on.  Raises ``OSError`` if it could not be."""
-        self.writer.append(payload)
+        size = len(payload) + spool.HEADER_SIZE
+        used = self._spool_bytes if self._spool_bytes is not None else self._scan_size()
+        if used + size > self.max_bytes:
+            raise SpoolFull(f"the spool {self.directory} is at its cap of {self.max_bytes} bytes "
+                            "(OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES)")
+        try:
+            self.writer.append(payload)
+        except OSError as exc:
+            self._failed(exc)
+            raise
+        self._spool_bytes = used + size
+        self._largest_record = max(self._largest_record, size)
         if self._started_pid != os.getpid():
             self._start()  # the first record, or the first in a forked child (threads do not survive fork)
         self._wake.set()
@@ -238,7 +288,7 @@ class Shipper:
         self._started_pid = os.getpid()
         # A forked child gets exporters of its own: gRPC channels do not survive fork.
         self.exporters = self._exporter_factory()
-        self._acks = {}
+        self._acks, self._acks_path = {}, None
         self._stopping = False
         self._deadline = float("inf")
         self._wake = threading.Event()
@@ -259,15 +309,19 @@ class Shipper:
     def _ship_once(self) -> bool:
         try:
             ok = True
-            if self.writer.path is not None:
+            path = self.writer.path
+            if path is not None:
+                if path != self._acks_path:  # a new segment (first record, or the last one was rotated)
+                    self._acks, self._acks_path = {}, path
                 self.writer.sync()
-                self._acks, ok = deliver_segment(self.writer.path, self.exporters, self._acks, complete_only=True)
+                self._acks, ok = deliver_segment(path, self.exporters, self._acks, complete_only=True)
             now = time.monotonic()
             # Orphans (ended workers' segments) every few seconds, and once more on the way out.
             final_scan = self._stopping and not self._final_scan_done
             if ok and (final_scan or now - self._last_orphan_scan >= ORPHAN_SCAN_INTERVAL):
                 self._last_orphan_scan, self._final_scan_done = now, self._stopping
                 ok = deliver_orphans(self.directory, self.exporters, skip=self.writer.path).undelivered == 0
+                self._scan_size()  # delivered orphans are gone: room again under the cap
             return ok
         except Exception as exc:
             diagnostics.report_internal_error("the shipper", exc)
@@ -281,7 +335,8 @@ class Shipper:
             size = os.path.getsize(path)
         except OSError:
             return False
-        return any(self._acks.get(name, 0) < size for name in self.exporters) or not self.exporters
+        acks = self._acks if path == self._acks_path else {}
+        return any(acks.get(name, 0) < size for name in self.exporters) or not self.exporters
 
     def shutdown(self) -> None:
         """At exit: deliver what this process wrote within the shutdown timeout; the rest stays spooled."""

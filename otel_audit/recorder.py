@@ -16,6 +16,7 @@ import uuid
 from typing import Callable
 
 from opentelemetry._logs import LogRecord, LoggerProvider, SeverityNumber, get_logger, get_logger_provider
+from opentelemetry.metrics import get_meter
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -66,7 +67,10 @@ class AuditRecorder:
         self._provider = logger_provider or get_logger_provider()
         self._warn_if_records_are_not_identifiable(self._provider)
         self._shipper = self._durable_shipper() if self.config.delivery == "durable" else None
-        self.lost = 0  # records neither spooled nor handed to the SDK
+        self.lost = 0  # records that could not be spooled (sent through the in-memory pipeline instead)
+        self._not_spooled = get_meter(schema.SCOPE_NAME, __version__).create_counter(
+            "otel_audit.records.not_spooled", unit="{record}",
+            description="audit records that could not be written to the durable spool")
         self._reset_process_state()
         if hasattr(os, "register_at_fork"):
             # A forked child is a new process: new pid, and (since the SDK gives it a new
@@ -85,7 +89,24 @@ class AuditRecorder:
 
         service = str(self._resource().attributes.get("service.name", "unknown_service"))
         return Shipper(service_directory(self.config.spool_dir, service), exporters_from_env,
-                       fsync=self.config.spool_fsync, shutdown_timeout=self.config.shutdown_timeout)
+                       fsync=self.config.spool_fsync, shutdown_timeout=self.config.shutdown_timeout,
+                       max_bytes=self.config.spool_max_bytes)
+
+    def admit(self) -> None:
+        """Fail-closed (``OTEL_PYTHON_AUDIT_ON_FAILURE=closed``): refuse an access before it happens when
+        its record could not be spooled.  The refusal itself is recorded (denied) as well as it can be."""
+        if self._shipper is None or self.config.on_failure != "closed":
+            return
+        try:
+            problem = self._shipper.problem()
+        except Exception as exc:  # whatever went wrong, the record could not be vouched for
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is None:
+            return
+        refusal = PermissionError(f"otel-audit refused this access because it could not be audited: {problem} "
+                                  "(OTEL_PYTHON_AUDIT_ON_FAILURE=closed)")
+        diagnostics.report(str(refusal), key="refusing")
+        raise refusal
 
     @staticmethod
     def _warn_if_records_are_not_identifiable(provider: LoggerProvider) -> None:
@@ -161,9 +182,11 @@ class AuditRecorder:
             return True
         except OSError as exc:
             self.lost += 1
+            self._not_spooled.add(1)
             diagnostics.report(
                 f"AUDIT RECORDS NOT SPOOLED: {exc}; sending them through the in-memory pipeline only "
-                "(lost if the process dies or the collector is down)", key="spool-write")
+                "(lost if the process dies or the collector is down); counted in the metric "
+                "otel_audit.records.not_spooled", key="spool-write")
             return False
 
     def emit_error(

@@ -35,6 +35,7 @@ MAGIC = b"\xa7\x01"
 _HEADER = struct.Struct("<2sII")
 HEADER_SIZE = _HEADER.size
 MAX_FRAME = 16 * 1024 * 1024  # a larger length field is corruption, not a record
+MAX_SEGMENT_BYTES = 16 * 1024 * 1024  # a segment is closed (and can be delivered and deleted) at this size
 SEGMENT_SUFFIX = ".seg"
 ACK_SUFFIX = ".ack"
 
@@ -76,25 +77,28 @@ def read_frames(path: str, start: int = 0, *, complete_only: bool = False) -> It
         if len(header) == HEADER_SIZE:
             magic, length, crc = _HEADER.unpack(header)
             body_end = position + HEADER_SIZE + length
-            if magic == MAGIC and length <= MAX_FRAME and body_end <= end:
-                payload = data[position + HEADER_SIZE:body_end]
-                if zlib.crc32(payload) == crc:
-                    if bad_from is not None:
-                        yield Damage(path, start + bad_from, position - bad_from)
-                        bad_from = None
-                    yield Frame(start + position, start + body_end, payload)
-                    position = body_end
-                    continue
-            elif complete_only and magic == MAGIC and bad_from is None and body_end > end:
-                return  # the writer has not finished this frame yet
-        elif complete_only and bad_from is None and MAGIC.startswith(header[:2]):
-            return
+            if magic == MAGIC and length <= MAX_FRAME:
+                if body_end <= end:
+                    payload = data[position + HEADER_SIZE:body_end]
+                    if zlib.crc32(payload) == crc:
+                        if bad_from is not None:
+                            yield Damage(path, start + bad_from, position - bad_from)
+                            bad_from = None
+                        yield Frame(start + position, start + body_end, payload)
+                        position = body_end
+                        continue
+                elif complete_only:
+                    break  # the writer has not finished this frame yet
+        elif complete_only and MAGIC.startswith(header[:2]):
+            break  # nor this one's header
         if bad_from is None:
             bad_from = position
         next_magic = data.find(MAGIC, position + 1)
+        if next_magic < 0 and complete_only and data.endswith(MAGIC[:1]) and position < end - 1:
+            next_magic = end - 1  # half a magic: perhaps the first byte of a frame being written
         position = end if next_magic < 0 else next_magic
-    if bad_from is not None:
-        yield Damage(path, start + bad_from, end - bad_from)
+    if bad_from is not None:  # damage ends where reading stopped: the end, or an unfinished frame
+        yield Damage(path, start + bad_from, position - bad_from)
 
 
 def _read_file(path: str, start: int = 0) -> bytes:
@@ -113,23 +117,45 @@ def _read_file(path: str, start: int = 0) -> bytes:
 class SegmentWriter:
     """This process's segment: appends framed records, one ``write`` each, under an exclusive flock."""
 
-    def __init__(self, directory: str, fsync: str = "batch"):
+    def __init__(self, directory: str, fsync: str = "batch", max_segment_bytes: int = MAX_SEGMENT_BYTES):
         self.directory = directory
         self.fsync = fsync
+        self.max_segment_bytes = max_segment_bytes
         self._lock = threading.Lock()
         self._fd: int | None = None
         self.path: str | None = None
+        self._size = 0
         self._dirty = False
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forget_parent_segment)
 
     def _open(self) -> int:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        path = os.path.join(self.directory, f"{os.getpid()}-{uuid.uuid4().hex[:12]}{SEGMENT_SUFFIX}")
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._fd, self.path = fd, path
+        name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}{SEGMENT_SUFFIX}"
+        path = os.path.join(self.directory, name)
+        # Created under a name segments() does not list, and named a segment only once locked:
+        # an orphan scan must never take (and, finding it empty, delete) a segment whose
+        # writer has created but not yet locked it -- the writer would then fill an unlinked file.
+        creating = os.path.join(self.directory, f".{name}.new")
+        fd = os.open(creating, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(creating, path)
+        except BaseException:
+            os.close(fd)
+            try:
+                os.unlink(creating)
+            except OSError:
+                pass
+            raise
+        self._fd, self.path, self._size = fd, path, 0
         return fd
+
+    def ensure_open(self) -> None:
+        """Open this process's segment now if it is not (raises ``OSError`` if the spool is unwritable)."""
+        with self._lock:
+            if self._fd is None:
+                self._open()
 
     def _forget_parent_segment(self) -> None:
         # The child shares the parent's open file (and its flock): closing our copy
@@ -150,10 +176,22 @@ class SegmentWriter:
             written = os.write(fd, data)
             if written != len(data):  # disk full mid-frame: the checksum marks the tail as damage
                 raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
+            self._size += written
             if self.fsync == "always":
                 os.fsync(fd)
             else:
                 self._dirty = True
+            if self._size >= self.max_segment_bytes:
+                self._rotate()
+
+    def _rotate(self) -> None:
+        # A full segment is closed, which drops its flock: it becomes an orphan that any shipper
+        # (this process's included) delivers and then deletes, so a long-running process's spool
+        # does not grow without bound.  The next record opens a new segment.
+        if self.fsync != "never" and self._dirty:
+            os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd, self.path, self._size, self._dirty = None, None, 0, False
 
     def sync(self) -> None:
         """``fsync`` what was appended since the last sync (the ``batch`` policy calls this per shipment)."""
@@ -171,12 +209,12 @@ def read_ack(segment: str) -> dict[str, int]:
         return {}
     if not isinstance(acks, dict):
         return {}
-    return {str(k): v for k, v in acks.items() if isinstance(v, int) and v >= 0}
+    return {str(k): v for k, v in acks.items() if type(v) is int and v >= 0}
 
 
 def write_ack(segment: str, acks: dict[str, int]) -> None:
     """Replace the acknowledged offsets atomically (a crash leaves the old or the new, never half)."""
-    temporary = f"{segment}{ACK_SUFFIX}.{os.getpid()}.tmp"
+    temporary = f"{segment}{ACK_SUFFIX}.{os.getpid()}.{threading.get_ident()}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, json.dumps(acks, sort_keys=True).encode())
@@ -217,6 +255,6 @@ class OrphanLock:
 def segments(directory: str) -> list[str]:
     try:
         names = os.listdir(directory)
-    except FileNotFoundError:
+    except OSError:  # not there (yet), or not a directory: no segments to deliver
         return []
     return sorted(os.path.join(directory, n) for n in names if n.endswith(SEGMENT_SUFFIX))

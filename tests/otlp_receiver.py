@@ -143,12 +143,14 @@ class _Collected:
 class GrpcLogsReceiver(_Collected):
     """``opentelemetry.proto.collector.logs.v1.LogsService`` on 127.0.0.1:<port>."""
 
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int = 0, delay: float = 0.0):
         super().__init__()
         receiver = self
 
         class Servicer(logs_service_pb2_grpc.LogsServiceServicer):
             def Export(self, request, context):
+                if delay:
+                    time.sleep(delay)  # a slow collector
                 receiver.add(request)
                 return logs_service_pb2.ExportLogsServiceResponse()
 

@@ -203,3 +203,122 @@ def test_dataloader_fork_workers(tmp_path, grpc_receiver):
     assert len(set(_identities(records))) == 200  # each record once, identifiable
     instances = {r["resource"]["service.instance.id"] for r in records}
     assert len(instances) == 2  # a fresh service.instance.id per worker
+
+
+def test_many_threads_slow_receiver_every_record_arrives_memory_bounded(tmp_path):
+    receiver = GrpcLogsReceiver(delay=0.05).start()
+    spool = tmp_path / "spool"
+    env = otlp_env(receiver, "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool), OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT="120")
+    job = """
+    import resource, sys, threading
+    threads, per_thread = int(sys.argv[1]), int(sys.argv[2])
+    open("shared.txt", "w").close()
+    def work():
+        for _ in range(per_thread):
+            with open("shared.txt") as handle:
+                handle.read()
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for w in workers: w.start()
+    for w in workers: w.join()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """
+    try:
+        small = run_instrumented(_script(tmp_path, job), "1", "100", cwd=tmp_path, env=env, timeout=600)
+        assert small.returncode == 0, small.stderr
+        receiver.clear()
+        big = run_instrumented(_script(tmp_path, job), "8", "10000", cwd=tmp_path, env=env, timeout=900)
+        assert big.returncode == 0, big.stderr
+        records = receiver.records()
+        if len(set(_identities(records))) < 80_001:  # exit timeout passed first: the rest is spooled
+            assert _flush(env, spool).returncode == 0
+            records = receiver.records()
+        _assert_each_once_at_least(records, 80_001)
+        growth_kib = int(big.stdout.split()[-1]) - int(small.stdout.split()[-1])
+        # 80,000 records of ~1 KiB were written; none may be held in memory for long
+        assert growth_kib < 100 * 1024, f"peak memory grew by {growth_kib} KiB"
+    finally:
+        receiver.stop()
+
+
+def test_truncated_segment_intact_records_delivered_damage_reported(tmp_path, grpc_receiver):
+    port = _free_port()
+    spool = tmp_path / "spool"
+    env = otlp_env(Nobody(port), "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool),
+                   OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT="0", OTEL_EXPORTER_OTLP_TIMEOUT="1")
+    assert run_instrumented(_script(tmp_path, WRITE_50), cwd=tmp_path, env=env).returncode == 0
+    (segment,) = spool.rglob("*.seg")
+    size = segment.stat().st_size
+    with open(segment, "r+b") as handle:  # a power cut in the middle of the last record
+        handle.truncate(size - 100)
+    env = otlp_env(grpc_receiver, "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool))
+    flushed = _flush(env, spool)
+    assert flushed.returncode == 0, flushed.stderr
+    assert "49 records delivered" in flushed.stdout
+    damage = [line for line in flushed.stderr.splitlines() if "spool damage" in line]
+    assert len(damage) == 1 and f"of {segment}" in damage[0]
+    damaged_bytes = int(damage[0].split("skipped: ")[1].split()[0])
+    offset = int(damage[0].split("at offset ")[1].split()[0])
+    assert offset + damaged_bytes == size - 100
+    seqs = sorted(r["attributes"][schema.AUDIT_SEQ] for r in grpc_receiver.records())
+    assert seqs == list(range(1, 50))
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the spool directory should be")
+    return blocker / "spool"  # makedirs fails even for root
+
+
+def test_unwritable_spool_fail_open(tmp_path, grpc_receiver):
+    env = otlp_env(grpc_receiver, "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(_unwritable(tmp_path)))
+    result = run_instrumented(_script(tmp_path, WRITE_50 + "    print('done')\n"), cwd=tmp_path, env=env)
+    assert result.returncode == 0 and result.stdout.strip() == "done"
+    warnings = [line for line in result.stderr.splitlines() if "AUDIT RECORDS NOT SPOOLED" in line]
+    assert len(warnings) == 1  # loud, once
+    assert "not-a-directory" in warnings[0]
+    # open: the accesses went on, and their records took the in-memory path to the collector
+    _assert_each_once_at_least(grpc_receiver.wait_for(50), 50)
+
+
+def test_unwritable_spool_fail_closed(tmp_path, grpc_receiver):
+    env = otlp_env(grpc_receiver, "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(_unwritable(tmp_path)),
+                   OTEL_PYTHON_AUDIT_ON_FAILURE="closed")
+    script = _script(tmp_path, """
+    import os
+    try:
+        open("secret.csv", "w")
+    except PermissionError as exc:
+        print("refused:", exc)
+    print("exists:", os.path.exists("secret.csv"))
+    """)
+    result = run_instrumented(script, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("refused: otel-audit refused this access because it could not be audited: cannot write "
+                               "the spool")
+    assert lines[1] == "exists: False"  # refused before it happened
+
+
+def test_spool_cap(tmp_path, grpc_receiver):
+    spool = tmp_path / "spool"
+    port = _free_port()
+    job = """
+    for i in range(3000):
+        try:
+            open(f"f{i % 10}.txt", "w").close()
+        except PermissionError:
+            print("refused at", i)
+            break
+    """
+    env = otlp_env(Nobody(port), "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool), OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES="1M",
+                   OTEL_PYTHON_AUDIT_ON_FAILURE="closed", OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT="0",
+                   OTEL_EXPORTER_OTLP_TIMEOUT="1")
+    result = run_instrumented(_script(tmp_path, job), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    refused_at = int(result.stdout.split()[-1])
+    assert 0 < refused_at < 3000
+    total = sum(p.stat().st_size for p in spool.rglob("*.seg"))
+    assert total <= 1 << 20
+    flushed = _flush(otlp_env(grpc_receiver, "grpc"), spool)
+    assert flushed.returncode == 0, flushed.stderr
+    _assert_each_once_at_least(grpc_receiver.records(), refused_at)

@@ -241,6 +241,7 @@ class AccessPoint:
                 attributes = None
             if attributes is None:
                 return wrapped(*args, **kwargs)
+            recorder.admit()  # fail-closed: PermissionError before the access happens
 
             start_ns = time.time_ns()
             token = in_audited_call.set(True)
