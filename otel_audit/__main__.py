@@ -73,7 +73,7 @@ def flush(spool_dir: str | None) -> int:
         if not exporters:
             left += 1
             continue
-        report = deliver_orphans(directory, exporters)
+        report = deliver_orphans(directory, exporters, count_live=True)
         delivered, left, live = delivered + report.delivered, left + report.undelivered, live + report.live
     for exporter in exporters.values():
         exporter.shutdown()

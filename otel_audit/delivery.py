@@ -185,15 +185,18 @@ class OrphanReport(NamedTuple):
     live: int  # records in segments a running process holds (its own shipper delivers them)
 
 
-def deliver_orphans(directory: str, exporters: dict[str, LogRecordExporter], *, skip: str | None = None) -> OrphanReport:
-    """Deliver every segment in ``directory`` whose writer is gone, deleting each once fully delivered."""
+def deliver_orphans(directory: str, exporters: dict[str, LogRecordExporter], *, skip: str | None = None,
+                    count_live: bool = False) -> OrphanReport:
+    """Deliver every segment in ``directory`` whose writer is gone, deleting each once fully delivered.
+    ``count_live``: also count what live writers have not delivered yet (reads their segments)."""
     delivered = left = live = 0
     for path in spool.segments(directory):
         if path == skip:
             continue
         lock = spool.OrphanLock.take(path)
         if lock is None:  # its writer lives, or another process is delivering it
-            live += undelivered(path, exporters, spool.read_ack(path))
+            if count_live:
+                live += undelivered(path, exporters, spool.read_ack(path))
             continue
         complete = False
         try:
@@ -234,6 +237,9 @@ class Shipper:
         self._deadline = float("inf")
         self._thread: threading.Thread | None = None
         self._started_pid: int | None = None
+        self._start_lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):  # a lock held by another thread at fork is held forever in the child
+            os.register_at_fork(after_in_child=self._renew_start_lock)
         self._last_orphan_scan = float("-inf")
         self._final_scan_done = False
         atexit.register(self.shutdown)
@@ -281,8 +287,13 @@ class Shipper:
         self._spool_bytes = used + size
         self._largest_record = max(self._largest_record, size)
         if self._started_pid != os.getpid():
-            self._start()  # the first record, or the first in a forked child (threads do not survive fork)
+            with self._start_lock:
+                if self._started_pid != os.getpid():
+                    self._start()  # the first record, or the first in a forked child (threads do not survive fork)
         self._wake.set()
+
+    def _renew_start_lock(self) -> None:
+        self._start_lock = threading.Lock()
 
     def _start(self) -> None:
         self._started_pid = os.getpid()

@@ -322,3 +322,40 @@ def test_spool_cap(tmp_path, grpc_receiver):
     flushed = _flush(otlp_env(grpc_receiver, "grpc"), spool)
     assert flushed.returncode == 0, flushed.stderr
     _assert_each_once_at_least(grpc_receiver.records(), refused_at)
+
+
+def test_spawned_pool_executor_and_subprocess_children(tmp_path, grpc_receiver):
+    spool = tmp_path / "spool"
+    env = otlp_env(grpc_receiver, "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool))
+    script = _script(tmp_path, """
+    import multiprocessing, os, subprocess, sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    def touch(name):
+        with open(name, "w") as handle:
+            handle.write(str(os.getpid()))
+        return os.getpid()
+
+    if __name__ == "__main__":
+        touch("parent.txt")
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            spawned = set(pool.map(touch, [f"spawn-{i}.txt" for i in range(20)]))
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as executor:
+            forked = set(executor.map(touch, [f"fork-{i}.txt" for i in range(20)]))
+        child = subprocess.run([sys.executable, "-c", "open('child.txt', 'w').close()"], check=True)
+        print(len(spawned | forked))
+    """)
+    result = run_instrumented(script, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    flushed = _flush(env, spool)  # what ended workers left behind, if anything
+    assert flushed.returncode == 0, flushed.stderr
+    records = [r for r in grpc_receiver.records() if r["attributes"][schema.AUDIT_RESOURCE_URI].startswith(tmp_path.as_uri() + "/")
+               and r["attributes"][schema.AUDIT_RESOURCE_URI].endswith(".txt")]
+    names = sorted(r["attributes"][schema.FILE_PATH].rsplit("/", 1)[1] for r in records)
+    expected = sorted(["parent.txt", "child.txt"] + [f"spawn-{i}.txt" for i in range(20)]
+                      + [f"fork-{i}.txt" for i in range(20)])
+    assert sorted(set(names)) == expected  # every access delivered
+    ids = _assert_each_once_at_least(records, len(expected))
+    instances = {instance for instance, _ in ids}
+    pids = {r["attributes"][schema.PROCESS_PID] for r in records}
+    assert len(instances) == len(pids) >= 4  # parent, >= 2 workers, the subprocess: each its own identity
