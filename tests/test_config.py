@@ -34,6 +34,13 @@ def test_values_are_parsed(tmp_path, monkeypatch):
     assert config.exclude_paths == (os.path.expanduser("~/scratch/*"),)
     assert config.model_extensions == (".pt", ".bin")
     assert config.file == "/var/log/audit.jsonl"
+    durable = AuditConfig.from_env({
+        "OTEL_PYTHON_AUDIT_DELIVERY": "Memory", "OTEL_PYTHON_AUDIT_SPOOL_DIR": "spool",
+        "OTEL_PYTHON_AUDIT_SPOOL_FSYNC": "always", "OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES": "512M",
+        "OTEL_PYTHON_AUDIT_ON_FAILURE": "closed", "OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT": "2.5",
+    })
+    assert (durable.delivery, durable.spool_dir, durable.spool_fsync) == ("memory", f"{tmp_path}/spool", "always")
+    assert (durable.spool_max_bytes, durable.on_failure, durable.shutdown_timeout) == (512 << 20, "closed", 2.5)
 
 
 @pytest.mark.parametrize("name, value, accepted", [
@@ -42,6 +49,16 @@ def test_values_are_parsed(tmp_path, monkeypatch):
     ("OTEL_PYTHON_AUDIT_MODEL_EXTENSIONS", ".pt,model/x",
      "'.model/x' is not a file extension; accepted: comma-separated extensions such as .pt,.onnx"),
     ("OTEL_PYTHON_AUDIT_FILE", "  ", "an empty path; accepted: a file path"),
+    ("OTEL_PYTHON_AUDIT_DELIVERY", "durabel", "not a known value; accepted: durable, memory"),
+    ("OTEL_PYTHON_AUDIT_SPOOL_FSYNC", "sometimes", "not a known value; accepted: never, batch, always"),
+    ("OTEL_PYTHON_AUDIT_ON_FAILURE", "shut", "not a known value; accepted: open, closed"),
+    ("OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES", "64k",
+     "not a size of at least 1 MiB; accepted: bytes, or a number with k, M or G (e.g. 512M)"),
+    ("OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES", "lots",
+     "not a size of at least 1 MiB; accepted: bytes, or a number with k, M or G (e.g. 512M)"),
+    ("OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT", "forever",
+     "not a number of seconds in range; accepted: a number from 0 to 3600"),
+    ("OTEL_PYTHON_AUDIT_SPOOL_DIR", "", "an empty path; accepted: a directory path"),
 ])
 def test_bad_value_names_variable_value_and_accepted(name, value, accepted, capsys):
     from otel_audit import diagnostics
