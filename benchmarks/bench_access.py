@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Whole-process CPU cost of one audited file access, export included.
 
-Five cases, each run in a fresh subprocess (``--case X``) so patches and SDK
+Six cases, each run in a fresh subprocess (``--case X``) so patches and SDK
 state never leak from one to the next:
 
 ``bare``
@@ -12,6 +12,19 @@ state never leak from one to the next:
     ``opentelemetry-instrument`` sets up for ``OTEL_LOGS_EXPORTER=otlp``:
     ``LoggerProvider`` + ``BatchLogRecordProcessor`` + ``OTLPLogExporter``
     (gRPC, or ``--protocol http/protobuf``), exporting to a local receiver.
+    ``AuditConfig(delivery="memory")``: records go through that pipeline.
+``durable``
+    the same access, otel-audit instrumented with ``AuditConfig(delivery=
+    "durable", spool_dir=<a fresh temp dir>, spool_fsync="batch")``: each
+    record is encoded and appended to the spool segment on the hot path (before
+    ``close()`` returns), and the ``Shipper`` thread reads it back and exports it
+    through the exporters ``exporters_from_env()`` builds; the case process sets
+    ``OTEL_LOGS_EXPORTER=otlp``, ``OTEL_EXPORTER_OTLP_PROTOCOL`` and
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the local receiver, same protocol) before
+    instrumenting.  The SDK pipeline of ``audited`` is set up as well (as
+    ``opentelemetry-instrument`` would), but the durable path does not use it:
+    its ``force_flush`` says nothing, so the clock stops only once the receiver
+    has all N records (see below).
 ``excluded``
     the same pipeline and instrumentation, but the file is excluded
     (``AuditConfig(exclude_paths=(path,))``): what an access otel-audit
@@ -25,19 +38,35 @@ state never leak from one to the next:
     reference: bare access + one stdlib ``logging`` line to a ``FileHandler``.
 
 Cost = ``time.process_time()`` delta over N accesses divided by N: the CPU
-time of the whole process, so the batch processor's worker thread and the
-gRPC/HTTP client threads (encoding, sending) are counted.  Before the clock is
-stopped, ``force_flush`` has exported every record; the receiver's count is
-then checked to be exactly N (0 for ``excluded``) and printed.
+time of the whole process, so the batch processor's worker thread, the
+durable shipper thread (reading the spool back, fsync per shipment, ack files)
+and the gRPC/HTTP client threads (encoding, sending) are counted.  Before the
+clock is stopped every record has been exported: by ``force_flush`` for the
+SDK pipeline cases; for ``durable`` by waiting until the receiver reports all N
+records (the case process blocks on the receiver's ``wait`` answer, so waiting
+costs it no CPU).  The receiver's count is then checked to be exactly N (0 for
+``excluded``) and printed; for ``durable`` only after the shipper has recorded
+its acknowledgements, so a redelivered (duplicate) batch would show as more
+than N, and the number of distinct ``audit.record.id`` values is printed beside
+it.
+
+The hot path alone: ``time.thread_time()`` of the main thread around the N
+accesses (no flush, no background thread) is recorded for every case, and a
+second table shows it for ``bare``, ``audited`` (the in-memory path: the
+record is queued for the batch processor) and ``durable`` (the record is
+encoded and written to the spool), each over ``bare``.
 
 The receiver (``tests/otlp_receiver.py``) runs in its own process
 (``--receiver grpc|http``), started by each case process, so its decoding CPU
 is not counted.  It talks over its stdin/stdout: ``count`` answers a JSON line
-with the number of records received and the first record's attributes,
-``reset`` forgets what it received, EOF stops it.
+with the number of records received, the number of distinct
+``audit.record.id`` values and the first record's attributes; ``wait K T``
+answers with the count once at least K records arrived (or T seconds passed);
+``reset`` forgets what it received; EOF stops it.
 
-Each case runs ``--repeat`` times, interleaved (bare, audited, excluded, stock,
-logging, bare, ...), so slow drift on the machine hits every case alike.  The
+Each case runs ``--repeat`` times, interleaved (bare, audited, durable,
+excluded, stock, logging, bare, ...), so slow drift on the machine hits every
+case alike.  The
 table shows the MEDIAN of the repetitions as the headline: the exported cases
 include a background thread whose batching (and so its cost) varies from run
 to run, and the median is the typical cost, robust to a run disturbed by
@@ -54,7 +83,9 @@ the best estimate of the work itself).  The median-based figure is printed
 beside it.
 
 No timing is asserted: the script prints.  It exits non-zero only if a case
-failed or a record count is wrong (a correctness check).
+failed or a record count is wrong (a correctness check; for ``durable`` the
+count must be exactly N too, duplicates included, and no record may have
+fallen back from the spool to the in-memory pipeline).
 
     python benchmarks/bench_access.py                 # N=20000, 5 repetitions
     python benchmarks/bench_access.py --protocol http/protobuf
@@ -66,6 +97,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -76,8 +108,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CASES = ("bare", "audited", "excluded", "stock", "logging")
-EXPORTING_CASES = ("audited", "excluded", "stock")
+CASES = ("bare", "audited", "durable", "excluded", "stock", "logging")
+EXPORTING_CASES = ("audited", "durable", "excluded", "stock")
+HOT_PATH_CASES = ("bare", "audited", "durable")  # the main-thread-only table
+DELIVERY_TIMEOUT = 120.0  # seconds for every record to reach the receiver (force_flush's, or the durable wait)
 FILE_SIZE = 4096
 BLOCKS = 20
 
@@ -85,6 +119,29 @@ BLOCKS = 20
 # --------------------------------------------------------------------------
 # The receiver process
 # --------------------------------------------------------------------------
+def _record_count(request_list) -> int:
+    return sum(
+        len(scope_logs.log_records)
+        for request in request_list
+        for resource_logs in request.resource_logs
+        for scope_logs in resource_logs.scope_logs
+    )
+
+
+def _distinct_record_ids(request_list) -> int:
+    """Distinct ``audit.record.id`` values (a redelivered copy carries its original's id)."""
+    ids = set()
+    for request in request_list:
+        for resource_logs in request.resource_logs:
+            for scope_logs in resource_logs.scope_logs:
+                for log in scope_logs.log_records:
+                    for kv in log.attributes:
+                        if kv.key == "audit.record.id":
+                            ids.add(kv.value.string_value)
+                            break
+    return len(ids)
+
+
 def _attribute_summary(request_list) -> tuple[int, dict]:
     """(number of log records, {key: [kind, value]} of the first record)."""
     count = 0
@@ -104,7 +161,7 @@ def _attribute_summary(request_list) -> tuple[int, dict]:
 
 
 def serve_receiver(protocol: str) -> int:
-    """``--receiver``: run an OTLP logs receiver, answer ``count``/``reset`` on stdin, stop on EOF."""
+    """``--receiver``: run an OTLP logs receiver, answer ``count``/``wait``/``reset`` on stdin, stop on EOF."""
     sys.path.insert(0, str(REPO / "tests"))
     from otlp_receiver import GrpcLogsReceiver, HttpLogsReceiver
 
@@ -117,7 +174,18 @@ def serve_receiver(protocol: str) -> int:
                 with receiver._lock:
                     requests = list(receiver.requests)
                 count, first = _attribute_summary(requests)
-                print(json.dumps({"records": count, "first": first}), flush=True)
+                distinct = _distinct_record_ids(requests)
+                print(json.dumps({"records": count, "distinct_ids": distinct, "first": first}), flush=True)
+            elif command.startswith("wait "):
+                _, want, timeout = command.split()
+                deadline = time.monotonic() + float(timeout)
+                with receiver._changed:  # notified on every request the receiver adds
+                    while (count := _record_count(receiver.requests)) < int(want):
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        receiver._changed.wait(left)
+                print(json.dumps({"records": count}), flush=True)
             elif command == "reset":
                 receiver.clear()
                 print(json.dumps({"records": 0}), flush=True)
@@ -187,15 +255,17 @@ def _access(path: str) -> bytes:
 
 def run_case(case: str, n: int, warmup: int, path: str, protocol: str) -> dict:
     result: dict = {"case": case, "n": n, "errors": []}
-    provider = None
+    provider = shipper = spool_dir = None
     receiver = ReceiverProcess(protocol) if case in EXPORTING_CASES else None
     try:
         step = _prepare(case, path, protocol, receiver, result)
         provider = result.pop("_provider", None)
+        shipper, spool_dir = result.pop("_shipper", None), result.pop("_spool_dir", None)
+        flush = result.pop("_flush")  # flush(emitted): True once every record emitted since the last reset is out
         for _ in range(warmup):
             step()
-        flush = result.pop("_flush")
-        flush()
+        if flush(warmup) is False:
+            result["errors"].append("the warm-up records were not all delivered")
         if receiver is not None:
             receiver.ask("reset")
 
@@ -205,7 +275,7 @@ def run_case(case: str, n: int, warmup: int, path: str, protocol: str) -> dict:
         # disturbed blocks.  The run's cost is the whole delta, flush included.
         blocks = []
         per_block = max(1, n // BLOCKS)
-        wall0, cpu0 = time.perf_counter(), time.process_time()
+        wall0, cpu0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
         done, block_start = 0, cpu0
         while done < n:
             count = min(per_block, n - done)
@@ -214,27 +284,40 @@ def run_case(case: str, n: int, warmup: int, path: str, protocol: str) -> dict:
             block_end = time.process_time()
             blocks.append((block_end - block_start) / count)
             done, block_start = done + count, block_end
-        flushed = flush()  # every record exported (or written) before the clock stops
+        thread1 = time.thread_time()  # the main thread's accesses alone: the hot path
+        flushed = flush(n)  # every record exported (or written) before the clock stops
         cpu1, wall1 = time.process_time(), time.perf_counter()
 
         result["cpu_s"] = cpu1 - cpu0
+        result["thread_cpu_s"] = thread1 - thread0
         result["block_cpu_s"] = blocks
         result["wall_s"] = wall1 - wall0
         if flushed is False:
-            result["errors"].append("force_flush did not complete")
+            result["errors"].append(
+                "the receiver did not get every record in time" if case == "durable" else "force_flush did not complete")
+        if shipper is not None:
+            # Let the shipper record its acknowledgements (after the clock): a batch it had to
+            # send again would then be at the receiver too, and show as more than N.
+            deadline = time.monotonic() + 30
+            while shipper.pending() and time.monotonic() < deadline:
+                time.sleep(0.01)
         _check(case, n, path, receiver, result)
     finally:
+        if shipper is not None:
+            shipper.shutdown()  # its atexit hook then has nothing to do
         if provider is not None:
             provider.shutdown()  # the client goes before the receiver does (no GOAWAY noise)
         if receiver is not None:
             receiver.close()
+        if spool_dir is not None:
+            shutil.rmtree(spool_dir, ignore_errors=True)
     return result
 
 
 def _prepare(case: str, path: str, protocol: str, receiver, result: dict):
     """The per-access function of ``case``; stores its flush in ``result['_flush']``."""
     if case == "bare":
-        result["_flush"] = lambda: True
+        result["_flush"] = lambda emitted: True
         return lambda: _access(path)
 
     if case == "logging":
@@ -254,7 +337,7 @@ def _prepare(case: str, path: str, protocol: str, receiver, result: dict):
             data = _access(path)
             logger.info("read data %s (%d bytes) via builtins.open (success)", path, len(data))
 
-        def flush_and_truncate_after_warmup() -> bool:
+        def flush_and_truncate_after_warmup(emitted: int) -> bool:
             handler.flush()
             if "_warmed" not in result:  # the warm-up lines are not counted
                 result["_warmed"] = True
@@ -266,16 +349,40 @@ def _prepare(case: str, path: str, protocol: str, receiver, result: dict):
         return logged
 
     provider = result["_provider"] = _sdk_pipeline(protocol, receiver.endpoint)
-    result["_flush"] = lambda: provider.force_flush(timeout_millis=120_000)
+    result["_flush"] = lambda emitted: provider.force_flush(timeout_millis=int(DELIVERY_TIMEOUT * 1000))
 
     if case in ("audited", "excluded"):
         from otel_audit import AuditInstrumentor
         from otel_audit.config import AuditConfig
 
         # delivery="memory": records go through the SDK pipeline above, like the stock case.
-        # (The durable spool's row is still to be added.)
         config = AuditConfig(exclude_paths=(path,) if case == "excluded" else (), delivery="memory")
         AuditInstrumentor().instrument(logger_provider=provider, config=config)
+        return lambda: _access(path)
+
+    if case == "durable":
+        from otel_audit import AuditInstrumentor
+        from otel_audit.config import AuditConfig
+        from otel_audit.recorder import default_recorder
+
+        # What the shipper's exporters_from_env() reads: the same receiver, the same protocol.
+        os.environ["OTEL_LOGS_EXPORTER"] = "otlp"
+        os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
+        spool_dir = result["_spool_dir"] = tempfile.mkdtemp(prefix="otel-audit-bench-spool-")
+        config = AuditConfig(delivery="durable", spool_dir=spool_dir, spool_fsync="batch")
+        AuditInstrumentor().instrument(logger_provider=provider, config=config)
+        recorder = result["_recorder"] = default_recorder()
+        result["_shipper"] = recorder._shipper
+        if recorder._shipper is None:
+            raise RuntimeError("delivery='durable' gave the recorder no shipper")
+
+        def delivered(emitted: int) -> bool:
+            # The SDK provider's force_flush would not wait for the spool: block until the
+            # receiver has every record (the answer comes when it does; no CPU spent polling).
+            return receiver.ask(f"wait {emitted} {DELIVERY_TIMEOUT}")["records"] >= emitted
+
+        result["_flush"] = delivered
         return lambda: _access(path)
 
     # stock: a hand-written SDK log record per access, with an audit record's attributes
@@ -343,12 +450,22 @@ def _check(case: str, n: int, path: str, receiver, result: dict) -> None:
     reply = receiver.ask("count")
     expected = 0 if case == "excluded" else n
     result["expected"], result["exported"] = expected, reply["records"]
+    result["distinct_ids"] = reply["distinct_ids"]
     if reply["records"] != expected:
-        errors.append(f"the receiver got {reply['records']} records, expected {expected}")
-    if case in ("audited", "stock"):
+        duplicates = ""
+        if reply["records"] > expected:
+            duplicates = (f" ({reply['distinct_ids']} distinct audit.record.id: "
+                          + ("redelivered duplicates)" if reply["distinct_ids"] == expected else "not duplicates alone)"))
+        errors.append(f"the receiver got {reply['records']} records, expected {expected}{duplicates}")
+    if case in ("audited", "durable", "stock"):
         result["attributes"] = {key: kind for key, (kind, _value) in reply["first"].items()}
-    if case == "audited" and reply["first"].get("file.path", [None, None])[1] != path:
-        errors.append(f"the first audited record is not the benchmark file's: {reply['first']}")
+    if case in ("audited", "durable") and reply["first"].get("file.path", [None, None])[1] != path:
+        errors.append(f"the first {case} record is not the benchmark file's: {reply['first']}")
+    if case == "durable":
+        recorder = result.pop("_recorder")
+        result["not_spooled"] = recorder.lost
+        if recorder.lost:
+            errors.append(f"{recorder.lost} records could not be spooled (sent through the in-memory pipeline)")
     if case == "excluded":
         # Prove auditing was on: one access to a file that is not excluded is recorded.
         other = path + ".not-excluded"
@@ -417,7 +534,8 @@ def drive(args) -> int:
             print(f"  repetition {rep + 1}/{args.repeat} done", file=sys.stderr, flush=True)
 
     print()
-    print("exported records (checked against the receiver after force_flush, before the result is accepted):")
+    print("exported records (checked against the receiver after force_flush, or for durable once the receiver has them all"
+          " and the shipper has its acks, before the result is accepted):")
     for case in cases:
         if case == "bare":
             continue
@@ -426,14 +544,23 @@ def drive(args) -> int:
         extra = ""
         if case == "excluded":
             extra = f"; non-excluded sanity access recorded: {[r.get('sanity_records', '?') for r in runs[case]]}"
+        if case == "durable":
+            extra = (f"; distinct audit.record.id: {[r.get('distinct_ids', '?') for r in runs[case]]}"
+                     f"; not spooled: {[r.get('not_spooled', '?') for r in runs[case]]}")
         print(f"  {case:9s} exported {', '.join(counts)} ({where}){extra}")
     audited_kinds = next((r["attributes"] for r in runs.get("audited", []) if "attributes" in r), None)
     stock_kinds = next((r["attributes"] for r in runs.get("stock", []) if "attributes" in r), None)
+    durable_kinds = next((r["attributes"] for r in runs.get("durable", []) if "attributes" in r), None)
     if audited_kinds is not None and stock_kinds is not None:
         if sorted(audited_kinds.items()) == sorted(stock_kinds.items()):
             print(f"  stock records carry the same {len(stock_kinds)} attributes (keys and value kinds) as audit records")
         else:
             failures.append(f"stock attributes {stock_kinds} differ from audited {audited_kinds}")
+    if audited_kinds is not None and durable_kinds is not None:
+        if sorted(audited_kinds.items()) == sorted(durable_kinds.items()):
+            print(f"  durable records carry the same {len(durable_kinds)} attributes (keys and value kinds) as in-memory ones")
+        else:
+            failures.append(f"durable attributes {durable_kinds} differ from audited {audited_kinds}")
 
     us = {
         case: [r["cpu_s"] / r["n"] * 1e6 for r in results if "cpu_s" in r and not r.get("errors")]
@@ -446,17 +573,24 @@ def drive(args) -> int:
         return 1
 
     bare = statistics.median(us["bare"])
+    wall = {case: statistics.median(r["wall_s"] for r in runs[case]) for case in cases}
     print()
-    print("whole-process CPU per access (time.process_time; median of repetitions, min..max beside it):")
-    print(f"  {'case':10s} {'CPU µs/access':>14s} {'ratio to bare':>14s} {'min..max µs':>18s}")
+    print("whole-process CPU per access (time.process_time; median of repetitions, min..max beside it;"
+          " wall = median seconds of a run, delivery included):")
+    print(f"  {'case':10s} {'CPU µs/access':>14s} {'ratio to bare':>14s} {'min..max µs':>18s} {'wall s':>8s}")
     for case in cases:
         median = statistics.median(us[case])
-        print(f"  {case:10s} {median:14.2f} {median / bare:13.2f}× {min(us[case]):8.2f}..{max(us[case]):<8.2f}")
+        print(f"  {case:10s} {median:14.2f} {median / bare:13.2f}× {min(us[case]):8.2f}..{max(us[case]):<8.2f} "
+              f"{wall[case]:8.3f}")
     print()
     if "audited" in us:
         audited = statistics.median(us["audited"])
         print(f"audited / bare = {audited / bare:.2f}× (target ≤ 1.0×)")
         print(f"  (audited extra = {audited - bare:.2f} µs per access over bare)")
+    if "durable" in us:
+        durable = statistics.median(us["durable"])
+        print(f"durable / bare = {durable / bare:.2f}× (spool write + shipping, until the receiver has all N)")
+        print(f"  (durable extra = {durable - bare:.2f} µs per access over bare)")
     if "excluded" in us:
         block_us = {
             case: [b * 1e6 for r in runs[case] for b in r.get("block_cpu_s", [])] for case in ("bare", "excluded")
@@ -468,6 +602,18 @@ def drive(args) -> int:
             f"  (min over {len(block_us['excluded'])} blocks of {max(1, args.n // BLOCKS)} accesses: excluded "
             f"{best_excluded:.2f} - bare {best_bare:.2f} µs; from the medians of whole runs: {median_extra:.2f} µs)"
         )
+    hot_cases = [case for case in HOT_PATH_CASES if case in cases]
+    if len(hot_cases) > 1:
+        thread_us = {case: [r["thread_cpu_s"] / r["n"] * 1e6 for r in runs[case]] for case in hot_cases}
+        hot_bare = statistics.median(thread_us["bare"])
+        print()
+        print("the hot path alone: main-thread CPU per access (time.thread_time around the N accesses, no flush,"
+              " no background thread; median, min..max beside it):")
+        print(f"  {'case':10s} {'main µs/access':>15s} {'ratio to bare':>14s} {'extra µs':>9s} {'min..max µs':>18s}")
+        for case in hot_cases:
+            median = statistics.median(thread_us[case])
+            print(f"  {case:10s} {median:15.2f} {median / hot_bare:13.2f}× {median - hot_bare:9.2f} "
+                  f"{min(thread_us[case]):8.2f}..{max(thread_us[case]):<8.2f}")
     print(f"\ntotal wall time {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -200,7 +200,7 @@ def test_dataloader_fork_workers(tmp_path, grpc_receiver):
     assert uris == {(data / f"{i}.txt").as_uri() for i in range(200)}
     pids = {r["attributes"][schema.PROCESS_PID] for r in records}
     assert len(pids) == 2 and os.getpid() not in pids  # the two workers' own pids
-    assert len(set(_identities(records))) == 200  # each record once, identifiable
+    assert len(records) == len(set(_identities(records))) == 200  # each exactly once: no fork duplicates
     instances = {r["resource"]["service.instance.id"] for r in records}
     assert len(instances) == 2  # a fresh service.instance.id per worker
 
