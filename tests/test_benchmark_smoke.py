@@ -1,7 +1,9 @@
 """Smoke run of ``benchmarks/bench_access.py --quick``: it runs, exports what it should, prints its lines.
 
 No timing is asserted (machines are noisy): only that every case ran, the
-receiver got exactly the records emitted, and the report lines are there.
+receiver got exactly the records emitted (for ``durable``, shipped from the
+spool: exactly N, all distinct, none fallen back to the in-memory pipeline),
+and the report lines are there.
 """
 
 from __future__ import annotations
@@ -24,17 +26,28 @@ def test_bench_access_quick_runs_and_counts_records():
     n = int(re.search(r"\bN=(\d+) accesses", output).group(1))
     counts = {
         case: re.search(rf"^\s+{case}\s+exported ([\d/, ]+) \(", output, re.MULTILINE)
-        for case in ("audited", "excluded", "stock", "logging")
+        for case in ("audited", "durable", "excluded", "stock", "logging")
     }
     assert all(counts.values()), output
-    expected = {"audited": n, "excluded": 0, "stock": n, "logging": n}
+    expected = {"audited": n, "durable": n, "excluded": 0, "stock": n, "logging": n}
     for case, match in counts.items():
         pairs = [pair.strip().split("/") for pair in match.group(1).split(",")]
         assert pairs and all(int(got) == int(want) == expected[case] for got, want in pairs), (case, output)
     assert re.search(r"non-excluded sanity access recorded: \[1(, 1)*\]", output), output
     assert "stock records carry the same 16 attributes" in output, output
+    durable = re.search(r"^\s+durable\s+exported .*; distinct audit\.record\.id: \[([\d, ]+)\]; not spooled: \[([\d, ]+)\]$",
+                        output, re.MULTILINE)
+    assert durable, output
+    assert [int(x) for x in durable.group(1).split(",")] == [n] * len(counts["durable"].group(1).split(",")), output
+    assert all(int(x) == 0 for x in durable.group(2).split(",")), output
+    assert "durable records carry the same 16 attributes (keys and value kinds) as in-memory ones" in output, output
 
-    for case in ("bare", "audited", "excluded", "stock", "logging"):
-        assert re.search(rf"^\s+{case}\s+\d+\.\d+\s+\d+\.\d+×", output, re.MULTILINE), (case, output)
+    main_table = output.split("whole-process CPU per access", 1)[1].split("\n\n", 1)[0]
+    for case in ("bare", "audited", "durable", "excluded", "stock", "logging"):
+        assert re.search(rf"^\s+{case}\s+\d+\.\d+\s+\d+\.\d+×", main_table, re.MULTILINE), (case, output)
     assert re.search(r"^audited / bare = \d+\.\d\d× \(target ≤ 1\.0×\)$", output, re.MULTILINE), output
+    assert re.search(r"^durable / bare = \d+\.\d\d× \(", output, re.MULTILINE), output
+    hot_table = output.split("the hot path alone: main-thread CPU per access", 1)[1].split("\n\n", 1)[0]
+    for case in ("bare", "audited", "durable"):
+        assert re.search(rf"^\s+{case}\s+\d+\.\d+\s+\d+\.\d+×\s+-?\d+\.\d+\s", hot_table, re.MULTILINE), (case, output)
     assert re.search(r"^excluded extra = -?\d+\.\d\d µs \(target ≤ 0\.5 µs\)$", output, re.MULTILINE), output
