@@ -24,11 +24,14 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import sys
 import threading
 import time
 from typing import Callable, Iterable, NamedTuple, Sequence
 
 from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.exporter.otlp.proto.common._internal import _encode_instrumentation_scope, _encode_resource
+from opentelemetry.exporter.otlp.proto.common._internal._log_encoder import _encode_log
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -54,6 +57,51 @@ ORPHAN_SCAN_INTERVAL = 5.0
 def encode_record(record: ReadableLogRecord) -> bytes:
     """One record as a serialized OTLP ``ResourceLogs``: self-contained (resource and scope included)."""
     return encode_logs([record]).resource_logs[0].SerializeToString()
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    """A protobuf length-delimited field: tag, varint length, bytes."""
+    header = bytearray([(field << 3) | 2])
+    length = len(payload)
+    while length > 0x7F:
+        header.append((length & 0x7F) | 0x80)
+        length >>= 7
+    header.append(length)
+    return bytes(header) + payload
+
+
+class RecordEncoder:
+    """:func:`encode_record`, with the resource and scope encoded once instead of per record.
+
+    A serialized message is the concatenation of its fields, so ``ResourceLogs``
+    is ``resource | scope_logs | schema_url`` and ``ScopeLogs`` is
+    ``scope | log_record | schema_url``: only the log record is new each time.
+    The parts are rebuilt whenever the resource object changes (a forked child
+    gets a new ``service.instance.id``).
+    """
+
+    def __init__(self):
+        self._key: tuple | None = None
+        self._parts = (b"", b"", b"", b"")
+
+    def _rebuild(self, resource, scope) -> None:
+        resource_logs = logs_pb2.ResourceLogs(resource=_encode_resource(resource), schema_url=resource.schema_url or None)
+        scope_logs = logs_pb2.ScopeLogs(scope=_encode_instrumentation_scope(scope),
+                                        schema_url=(scope.schema_url if scope else None) or None)
+        resource_head = logs_pb2.ResourceLogs(resource=resource_logs.resource).SerializeToString()
+        resource_tail = logs_pb2.ResourceLogs(schema_url=resource_logs.schema_url).SerializeToString()
+        scope_head = logs_pb2.ScopeLogs(scope=scope_logs.scope).SerializeToString()
+        scope_tail = logs_pb2.ScopeLogs(schema_url=scope_logs.schema_url).SerializeToString()
+        self._parts = (resource_head, resource_tail, scope_head, scope_tail)
+        self._key = (resource, scope)
+
+    def encode(self, record: ReadableLogRecord) -> bytes:
+        key = self._key
+        if key is None or key[0] is not record.resource or key[1] is not record.instrumentation_scope:
+            self._rebuild(record.resource, record.instrumentation_scope)
+        resource_head, resource_tail, scope_head, scope_tail = self._parts
+        log = _length_delimited(2, _encode_log(record).SerializeToString())
+        return resource_head + _length_delimited(2, scope_head + log + scope_tail) + resource_tail
 
 
 def _value(any_value):
@@ -305,6 +353,11 @@ class Shipper:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="otel-audit-shipper", daemon=True)
         self._thread.start()
+        # multiprocessing children (DataLoader and Pool workers) leave through os._exit, skipping
+        # atexit; multiprocessing's own exit finalizers still run, so ship from there too.
+        mp_util = sys.modules.get("multiprocessing.util")
+        if mp_util is not None:
+            mp_util.Finalize(None, self.shutdown, exitpriority=0)
 
     def _run(self) -> None:
         backoff = self.interval

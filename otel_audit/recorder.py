@@ -85,8 +85,9 @@ class AuditRecorder:
         return resource
 
     def _durable_shipper(self):
-        from otel_audit.delivery import Shipper, exporters_from_env, service_directory
+        from otel_audit.delivery import RecordEncoder, Shipper, exporters_from_env, service_directory
 
+        self._encoder = RecordEncoder()
         service = str(self._resource().attributes.get("service.name", "unknown_service"))
         return Shipper(service_directory(self.config.spool_dir, service), exporters_from_env,
                        fsync=self.config.spool_fsync, shutdown_timeout=self.config.shutdown_timeout,
@@ -174,11 +175,9 @@ class AuditRecorder:
 
     def _spool(self, fields: dict) -> bool:
         """Durable delivery: the record on disk before the audited call returns.  False if it could not be."""
-        from otel_audit.delivery import encode_record
-
         record = ReadableLogRecord(LogRecord(**fields), self._resource(), self._scope)
         try:
-            self._shipper.append(encode_record(record))
+            self._shipper.append(self._encoder.encode(record))
             return True
         except OSError as exc:
             self.lost += 1

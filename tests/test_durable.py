@@ -359,3 +359,25 @@ def test_spawned_pool_executor_and_subprocess_children(tmp_path, grpc_receiver):
     instances = {instance for instance, _ in ids}
     pids = {r["attributes"][schema.PROCESS_PID] for r in records}
     assert len(instances) == len(pids) >= 4  # parent, >= 2 workers, the subprocess: each its own identity
+
+
+def test_record_encoder_matches_the_sdk_encoding():
+    from opentelemetry._logs import LogRecord, SeverityNumber
+    from opentelemetry.sdk._logs import ReadableLogRecord
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from otel_audit.delivery import RecordEncoder, decode_record, encode_record
+
+    encoder = RecordEncoder()
+    scope = InstrumentationScope("otel_audit", "0.1.0", None, {"audit.schema.version": "1"})
+    for resource in (Resource.create({"service.name": "a"}), Resource({"service.name": "b", "k": 1}, "https://schema/1")):
+        for i, body in enumerate(["x", "é" * 300, "y" * 70_000]):  # lengths over one and two varint bytes
+            record = ReadableLogRecord(LogRecord(
+                timestamp=10 + i, observed_timestamp=20 + i, severity_number=SeverityNumber.WARN, severity_text="WARN",
+                body=body, attributes={"audit.seq": i, "audit.api": "builtins.open", "file.size": 1 << 40},
+                event_name="audit.access", trace_id=0xABC if i else 0, span_id=0xDEF if i else 0), resource, scope)
+            assert encoder.encode(record) == encode_record(record)
+            (back,) = decode_record(encoder.encode(record))
+            assert back.log_record.body == body and back.log_record.attributes["file.size"] == 1 << 40
+            assert back.resource.attributes == resource.attributes
