@@ -3,17 +3,18 @@
 ``OTEL_PYTHON_AUDIT_DELIVERY=durable`` routes audit records around the SDK's
 in-memory ``BatchLogRecordProcessor``:
 
-1. the recorder encodes each record (OTLP protobuf, the SDK's own encoder)
+1. the recorder encodes each record (OTLP protobuf, with the SDK's encoder)
    and appends it to this process's spool segment before the audited call
    returns (:mod:`otel_audit.spool`);
 2. a background shipper reads the segment, rebuilds the records and exports
    them through the exporters ``OTEL_LOGS_EXPORTER`` names (``otlp`` with the
    usual ``OTEL_EXPORTER_OTLP_*`` settings, ``audit_file``, ``console``...),
-   advancing the segment's acknowledged offset only when every exporter
-   reported success, and retrying with backoff for as long as it takes;
+   advancing each exporter's acknowledged offset in the segment only when
+   that exporter reported success, and retrying with backoff for as long as
+   it takes;
 3. segments left by processes that ended (collector down at exit, killed,
    ``os._exit`` workers) are delivered by the next process of the same service
-   and by ``python -m otel_audit flush``.
+   and by ``otel-audit flush``.
 
 At exit the shipper gets ``OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT`` seconds; what
 is still undelivered stays in the spool.
@@ -42,14 +43,14 @@ from opentelemetry.trace import TraceFlags
 
 from otel_audit import diagnostics, spool
 
-BATCH_SIZE = 512
+BATCH_SIZE = 512  # records per export call
+MAX_BACKOFF = 30.0  # seconds between retries, at most, while the collector is down
+ORPHAN_SCAN_INTERVAL = 5.0  # seconds between looks for segments of ended processes
 RETRY_BROKEN_SPOOL = 5.0  # seconds before an unwritable spool is tried again
 
 
 class SpoolFull(OSError):
     """The spool is at OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES."""
-MAX_BACKOFF = 30.0
-ORPHAN_SCAN_INTERVAL = 5.0
 
 
 # -- the record on disk ------------------------------------------------------
