@@ -95,12 +95,19 @@ def test_collector_down_then_flush_delivers_everything(tmp_path, protocol):
         receiver.stop()
 
 
-def test_flush_fails_with_a_count_while_the_collector_is_down(tmp_path):
+def _run_while_collector_down(tmp_path: Path, script: str = WRITE_50, **settings: str):
+    """Run ``script`` with nothing listening where the collector should be: (port, spool, env, result)."""
     port = _free_port()
     spool = tmp_path / "spool"
-    env = otlp_env(Nobody(port), "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool),
-                   OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT="0", OTEL_EXPORTER_OTLP_TIMEOUT="1")
-    assert run_instrumented(_script(tmp_path, WRITE_50), cwd=tmp_path, env=env).returncode == 0
+    env = otlp_env(Nobody(port), "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool), OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT="0",
+                   OTEL_EXPORTER_OTLP_TIMEOUT="1", **settings)
+    result = run_instrumented(_script(tmp_path, script), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    return port, spool, env, result
+
+
+def test_flush_fails_with_a_count_while_the_collector_is_down(tmp_path):
+    _, spool, env, _ = _run_while_collector_down(tmp_path)
     flushed = _flush(env, spool)
     assert flushed.returncode == 1
     assert "50 records NOT delivered" in flushed.stderr
@@ -122,11 +129,7 @@ def test_sigkill_right_after_the_accesses(tmp_path, grpc_receiver):
 
 
 def test_the_next_process_of_the_service_delivers_leftovers(tmp_path):
-    port = _free_port()
-    spool = tmp_path / "spool"
-    env = otlp_env(Nobody(port), "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool),
-                   OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT="0", OTEL_EXPORTER_OTLP_TIMEOUT="1")
-    assert run_instrumented(_script(tmp_path, WRITE_50), cwd=tmp_path, env=env).returncode == 0
+    port, spool, env, _ = _run_while_collector_down(tmp_path)
     receiver = GrpcLogsReceiver(port).start()
     try:
         second = _script(tmp_path, "open('one-more.txt', 'w').close()\n")
@@ -241,11 +244,7 @@ def test_many_threads_slow_receiver_every_record_arrives_memory_bounded(tmp_path
 
 
 def test_truncated_segment_intact_records_delivered_damage_reported(tmp_path, grpc_receiver):
-    port = _free_port()
-    spool = tmp_path / "spool"
-    env = otlp_env(Nobody(port), "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool),
-                   OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT="0", OTEL_EXPORTER_OTLP_TIMEOUT="1")
-    assert run_instrumented(_script(tmp_path, WRITE_50), cwd=tmp_path, env=env).returncode == 0
+    _, spool, _, _ = _run_while_collector_down(tmp_path)
     (segment,) = spool.rglob("*.seg")
     size = segment.stat().st_size
     with open(segment, "r+b") as handle:  # a power cut in the middle of the last record
@@ -300,8 +299,6 @@ def test_unwritable_spool_fail_closed(tmp_path, grpc_receiver):
 
 
 def test_spool_cap(tmp_path, grpc_receiver):
-    spool = tmp_path / "spool"
-    port = _free_port()
     job = """
     for i in range(3000):
         try:
@@ -310,11 +307,8 @@ def test_spool_cap(tmp_path, grpc_receiver):
             print("refused at", i)
             break
     """
-    env = otlp_env(Nobody(port), "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool), OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES="1M",
-                   OTEL_PYTHON_AUDIT_ON_FAILURE="closed", OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT="0",
-                   OTEL_EXPORTER_OTLP_TIMEOUT="1")
-    result = run_instrumented(_script(tmp_path, job), cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr
+    _, spool, _, result = _run_while_collector_down(
+        tmp_path, job, OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES="1M", OTEL_PYTHON_AUDIT_ON_FAILURE="closed")
     refused_at = int(result.stdout.split()[-1])
     assert 0 < refused_at < 3000
     total = sum(p.stat().st_size for p in spool.rglob("*.seg"))
