@@ -65,6 +65,7 @@ class AuditRecorder:
                                   attributes=scope_attributes)
         self._scope = InstrumentationScope(schema.SCOPE_NAME, __version__, None, scope_attributes)
         self._provider = logger_provider or get_logger_provider()
+        self._fallback_resource: Resource | None = None  # when the provider has none (no SDK configured)
         self._warn_if_records_are_not_identifiable(self._provider)
         self._shipper = self._durable_shipper() if self.config.delivery == "durable" else None
         self.lost = 0  # records that could not be spooled (sent through the in-memory pipeline instead)
@@ -81,7 +82,9 @@ class AuditRecorder:
         # Read each time: the SDK renews service.instance.id in a forked child.
         resource = getattr(self._provider, "resource", None)
         if not isinstance(resource, Resource):
-            resource = self._fallback_resource = getattr(self, "_fallback_resource", None) or Resource.create()
+            if self._fallback_resource is None:
+                self._fallback_resource = Resource.create()
+            resource = self._fallback_resource
         return resource
 
     def _durable_shipper(self):
@@ -95,7 +98,7 @@ class AuditRecorder:
 
     def admit(self) -> None:
         """Fail-closed (``OTEL_PYTHON_AUDIT_ON_FAILURE=closed``): refuse an access before it happens when
-        its record could not be spooled.  The refusal itself is recorded (denied) as well as it can be."""
+        its record could not be spooled.  The refusal is reported once on stderr (it cannot be spooled either)."""
         if self._shipper is None or self.config.on_failure != "closed":
             return
         try:

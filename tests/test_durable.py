@@ -114,6 +114,14 @@ def test_flush_fails_with_a_count_while_the_collector_is_down(tmp_path):
     assert len(list(spool.rglob("*.seg"))) == 1
 
 
+def test_flush_without_an_exporter_counts_every_record_left(tmp_path):
+    _, spool, env, _ = _run_while_collector_down(tmp_path)
+    flushed = _flush({**env, "OTEL_LOGS_EXPORTER": "none"}, spool)
+    assert flushed.returncode == 1
+    assert "50 records NOT delivered" in flushed.stderr
+    assert len(list(spool.rglob("*.seg"))) == 1
+
+
 def test_sigkill_right_after_the_accesses(tmp_path, grpc_receiver):
     spool = tmp_path / "spool"
     env = otlp_env(grpc_receiver, "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool))
