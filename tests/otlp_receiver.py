@@ -1,9 +1,11 @@
-"""Real OTLP receivers for tests and benchmarks: a gRPC ``LogsService`` and an HTTP ``/v1/logs``.
+"""Real OTLP receivers for tests and benchmarks: a gRPC ``LogsService`` (plus
+``TraceService``, for audit spans) and an HTTP ``/v1/logs``.
 
 Both are built from ``opentelemetry-proto`` and decode what the exporter
 actually sent.  :func:`flatten` turns requests into one plain dict per log
-record, and :func:`records_from_jsonl` does the same for the ``audit_file``
-sink's OTLP/JSON lines, so tests compare the same shape whatever the wire.
+record, :func:`flatten_spans` one per span, and :func:`records_from_jsonl` does
+the same for the ``audit_file`` sink's OTLP/JSON lines, so tests compare the
+same shape whatever the wire.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
 
 
@@ -62,6 +65,31 @@ def flatten(requests) -> list[dict]:
                         "span_id": log.span_id.hex(),
                     })
     return records
+
+
+def flatten_spans(requests) -> list[dict]:
+    """One dict per span (``ExportTraceServiceRequest``), in arrival order; ids as hex."""
+    spans = []
+    for request in requests:
+        for resource_spans in request.resource_spans:
+            resource = _attributes(resource_spans.resource.attributes)
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    spans.append({
+                        "resource": resource,
+                        "scope": scope_spans.scope.name,
+                        "name": span.name,
+                        "kind": span.kind,
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_span_id": span.parent_span_id.hex(),
+                        "start_time_unix_nano": span.start_time_unix_nano,
+                        "end_time_unix_nano": span.end_time_unix_nano,
+                        "status_code": span.status.code,
+                        "status_message": span.status.message,
+                        "attributes": _attributes(span.attributes),
+                    })
+    return spans
 
 
 def _json_any_value(value: dict):
@@ -141,11 +169,20 @@ class _Collected:
 
 
 class GrpcLogsReceiver(_Collected):
-    """``opentelemetry.proto.collector.logs.v1.LogsService`` on 127.0.0.1:<port>."""
+    """``opentelemetry.proto.collector.logs.v1.LogsService`` on 127.0.0.1:<port>, and the
+    ``TraceService`` on the same port (its requests in :attr:`trace_requests`, see :meth:`spans`)."""
 
     def __init__(self, port: int = 0, delay: float = 0.0):
         super().__init__()
         receiver = self
+        self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
+
+        class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):
+                with receiver._changed:
+                    receiver.trace_requests.append(request)
+                    receiver._changed.notify_all()
+                return trace_service_pb2.ExportTraceServiceResponse()
 
         class Servicer(logs_service_pb2_grpc.LogsServiceServicer):
             def Export(self, request, context):
@@ -156,8 +193,13 @@ class GrpcLogsReceiver(_Collected):
 
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Servicer(), self._server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(), self._server)
         self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
         self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def spans(self) -> list[dict]:
+        with self._lock:
+            return flatten_spans(list(self.trace_requests))
 
     def start(self) -> "GrpcLogsReceiver":
         self._server.start()
