@@ -118,6 +118,16 @@ def _parse_bytes(value: str) -> int:
     return size
 
 
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def _parse_bool(value: str) -> bool:
+    try:
+        return _BOOLEANS[value.strip().lower()]
+    except KeyError:
+        raise ValueError("not a boolean; accepted: true or false (also 1/0, yes/no, on/off)") from None
+
+
 def _parse_directory(value: str) -> str:
     if not value.strip():
         raise ValueError("an empty path; accepted: a directory path")
@@ -166,6 +176,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT", "shutdown_timeout", "5",
             "Seconds the program's exit may wait for undelivered records; the rest stays in the spool.",
             _parse_seconds),
+    Setting("OTEL_PYTHON_AUDIT_SPANS", "spans", "false",
+            "`true`: each audited access is also a span (kind INTERNAL, named `audit <action> <api>`, the same "
+            "attributes, ERROR status unless the outcome is `success`) under the current span, and its record "
+            "carries that span's trace and span id, so a run's trace in Jaeger shows what it touched.",
+            _parse_bool),
 )
 
 
@@ -182,6 +197,7 @@ class AuditConfig:
     spool_max_bytes: int = 1 << 30
     on_failure: str = "open"
     shutdown_timeout: float = 5.0
+    spans: bool = False
     errors: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod

@@ -42,10 +42,12 @@ class AuditInstrumentor(BaseInstrumentor):
         return ()
 
     def _instrument(self, **kwargs) -> None:
-        """kwargs: ``config`` (an :class:`AuditConfig`; default from the environment), ``logger_provider``."""
+        """kwargs: ``config`` (an :class:`AuditConfig`; default from the environment), ``logger_provider``,
+        ``tracer_provider`` (for audit spans, ``OTEL_PYTHON_AUDIT_SPANS``)."""
         try:
             config = kwargs.get("config") or AuditConfig.from_env()
-            recorder = AuditRecorder(config, logger_provider=kwargs.get("logger_provider"))
+            recorder = AuditRecorder(config, logger_provider=kwargs.get("logger_provider"),
+                                     tracer_provider=kwargs.get("tracer_provider"))
             set_default_recorder(recorder)
         except Exception as exc:
             diagnostics.report(f"not started: {type(exc).__name__}: {exc}; no access is audited")

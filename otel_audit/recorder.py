@@ -4,6 +4,12 @@ Hooks describe the resource and the call; the recorder adds who (OS user,
 end user), the outcome, ``audit.seq`` and the body, and emits through the
 OpenTelemetry logs API, so records leave through whatever pipeline the SDK was
 configured with (OTLP gRPC/HTTP, console, the embedded ``audit_file`` sink).
+
+With ``OTEL_PYTHON_AUDIT_SPANS=true`` each access is also a span, made when the
+access has finished (from its start time to now) under the span that was
+current during the call; the record is emitted inside it, so it carries the
+span's trace and span id.  Made afterwards, it is no parent of spans other
+instrumentations made during the call: they are its siblings.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import time
 import uuid
 from typing import Callable
 
+from opentelemetry import trace
 from opentelemetry._logs import LogRecord, LoggerProvider, SeverityNumber, get_logger, get_logger_provider
 from opentelemetry.metrics import get_meter
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -57,7 +64,8 @@ def _os_user() -> tuple[str, str]:
 class AuditRecorder:
     """Emits audit records; one per process is enough (the instrumentor owns it)."""
 
-    def __init__(self, config: AuditConfig | None = None, logger_provider: LoggerProvider | None = None):
+    def __init__(self, config: AuditConfig | None = None, logger_provider: LoggerProvider | None = None,
+                 tracer_provider: trace.TracerProvider | None = None):
         self.config = config or AuditConfig.from_env()
         self.policy = ResourcePolicy(self.config)
         scope_attributes = {"audit.schema.version": schema.SCHEMA_VERSION}
@@ -65,6 +73,8 @@ class AuditRecorder:
                                   attributes=scope_attributes)
         self._scope = InstrumentationScope(schema.SCOPE_NAME, __version__, None, scope_attributes)
         self._provider = logger_provider or get_logger_provider()
+        self._tracer = (trace.get_tracer(schema.SCOPE_NAME, __version__, tracer_provider=tracer_provider,
+                                         attributes=scope_attributes) if self.config.spans else None)
         self._fallback_resource: Resource | None = None  # when the provider has none (no SDK configured)
         self._warn_if_records_are_not_identifiable(self._provider)
         self._shipper = self._durable_shipper() if self.config.delivery == "durable" else None
@@ -161,6 +171,7 @@ class AuditRecorder:
                 attributes[schema.ENDUSER_ID] = printable(enduser)
             seq = attributes[schema.AUDIT_SEQ] = next(self._seq)
             attributes[schema.AUDIT_RECORD_ID] = f"{self._record_id_prefix}-{seq}"
+            span = None if self._tracer is None else self._start_span(attributes, start_ns, outcome, error_type)
             fields = dict(
                 timestamp=start_ns,
                 observed_timestamp=time.time_ns(),
@@ -170,11 +181,25 @@ class AuditRecorder:
                 attributes=attributes,
                 event_name=schema.EVENT_NAME,
             )
-            if self._shipper is not None and self._spool(fields):
-                return
-            self._logger.emit(**fields)
+            if span is not None:
+                fields["context"] = trace.set_span_in_context(span)
+            try:
+                if self._shipper is None or not self._spool(fields):
+                    self._logger.emit(**fields)
+            finally:
+                if span is not None:
+                    span.end()
         except Exception as exc:
             diagnostics.report_internal_error("the recorder", exc)
+
+    def _start_span(self, attributes: dict, start_ns: int, outcome: str, error_type: str | None) -> trace.Span:
+        """The access as a span: begun at the access's start, under the span current during the call."""
+        span = self._tracer.start_span(
+            f"audit {attributes[schema.AUDIT_ACTION]} {attributes[schema.AUDIT_API]}",
+            kind=trace.SpanKind.INTERNAL, attributes=attributes, start_time=start_ns)
+        if outcome != schema.OUTCOME_SUCCESS:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{outcome}: {error_type}" if error_type else outcome))
+        return span
 
     def _spool(self, fields: dict) -> bool:
         """Durable delivery: the record on disk before the audited call returns.  False if it could not be."""

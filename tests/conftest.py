@@ -61,10 +61,11 @@ def audit_config() -> AuditConfig:
 
 
 @contextlib.contextmanager
-def audited_pipeline(root: Path, config: AuditConfig):
+def audited_pipeline(root: Path, config: AuditConfig, tracer_provider=None):
     """otel-audit instrumented with ``config`` into an in-memory SDK pipeline, uninstrumented on exit.
 
     Records go through the SDK (``delivery="memory"``): hook tests read them from the SDK's exporter.
+    Audit spans (``config.spans``) go to ``tracer_provider``.
     """
     config = dataclasses.replace(config, delivery="memory")
     exporter = InMemoryLogRecordExporter()
@@ -72,7 +73,7 @@ def audited_pipeline(root: Path, config: AuditConfig):
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     diagnostics._forget()
     instrumentor = AuditInstrumentor()
-    instrumentor.instrument(logger_provider=provider, config=config)
+    instrumentor.instrument(logger_provider=provider, tracer_provider=tracer_provider, config=config)
     try:
         yield AuditedPipeline(exporter, provider, root.resolve())
     finally:
