@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Whole-process CPU cost of one audited file access, export included.
 
-Six cases, each run in a fresh subprocess (``--case X``) so patches and SDK
+Seven cases, each run in a fresh subprocess (``--case X``) so patches and SDK
 state never leak from one to the next:
 
 ``bare``
@@ -13,6 +13,11 @@ state never leak from one to the next:
     ``LoggerProvider`` + ``BatchLogRecordProcessor`` + ``OTLPLogExporter``
     (gRPC, or ``--protocol http/protobuf``), exporting to a local receiver.
     ``AuditConfig(delivery="memory")``: records go through that pipeline.
+``spans``
+    ``audited`` with audit spans on (``AuditConfig(spans=True)``,
+    ``OTEL_PYTHON_AUDIT_SPANS``): each access is also a span, through an SDK
+    ``TracerProvider`` + ``BatchSpanProcessor`` + OTLP span exporter to the
+    same receiver, which must get N records and N spans.
 ``durable``
     the same access, otel-audit instrumented with ``AuditConfig(delivery=
     "durable", spool_dir=<a fresh temp dir>, spool_fsync="batch")``: each
@@ -64,8 +69,8 @@ with the number of records received, the number of distinct
 answers with the count once at least K records arrived (or T seconds passed);
 ``reset`` forgets what it received; EOF stops it.
 
-Each case runs ``--repeat`` times, interleaved (bare, audited, durable,
-excluded, stock, logging, bare, ...), so slow drift on the machine hits every
+Each case runs ``--repeat`` times, interleaved (bare, audited, spans,
+durable, excluded, stock, logging, bare, ...), so slow drift on the machine hits every
 case alike.  The
 table shows the MEDIAN of the repetitions as the headline: the exported cases
 include a background thread whose batching (and so its cost) varies from run
@@ -108,9 +113,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CASES = ("bare", "audited", "durable", "excluded", "stock", "logging")
-EXPORTING_CASES = ("audited", "durable", "excluded", "stock")
-HOT_PATH_CASES = ("bare", "audited", "durable")  # the main-thread-only table
+CASES = ("bare", "audited", "spans", "durable", "excluded", "stock", "logging")
+EXPORTING_CASES = ("audited", "spans", "durable", "excluded", "stock")
+HOT_PATH_CASES = ("bare", "audited", "spans", "durable")  # the main-thread-only table
 DELIVERY_TIMEOUT = 120.0  # seconds for every record to reach the receiver (force_flush's, or the durable wait)
 FILE_SIZE = 4096
 BLOCKS = 20
@@ -173,9 +178,13 @@ def serve_receiver(protocol: str) -> int:
             if command == "count":
                 with receiver._lock:
                     requests = list(receiver.requests)
+                    spans = sum(len(scope_spans.spans) for request in receiver.trace_requests
+                                for resource_spans in request.resource_spans
+                                for scope_spans in resource_spans.scope_spans)
                 count, first = _attribute_summary(requests)
                 distinct = _distinct_record_ids(requests)
-                print(json.dumps({"records": count, "distinct_ids": distinct, "first": first}), flush=True)
+                print(json.dumps({"records": count, "distinct_ids": distinct, "first": first, "spans": spans}),
+                      flush=True)
             elif command.startswith("wait "):
                 _, want, timeout = command.split()
                 deadline = time.monotonic() + float(timeout)
@@ -248,6 +257,25 @@ def _sdk_pipeline(protocol: str, endpoint: str):
     return provider
 
 
+def _span_pipeline(protocol: str, endpoint: str):
+    """What ``opentelemetry-instrument`` builds for ``OTEL_TRACES_EXPORTER=otlp``."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True)
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter(endpoint=endpoint + "/v1/traces")
+    provider = TracerProvider(resource=Resource.create({"service.name": "otel-audit-bench"}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
 def _access(path: str) -> bytes:
     with open(path, "rb") as stream:
         return stream.read()
@@ -255,11 +283,12 @@ def _access(path: str) -> bytes:
 
 def run_case(case: str, n: int, warmup: int, path: str, protocol: str) -> dict:
     result: dict = {"case": case, "n": n, "errors": []}
-    provider = shipper = spool_dir = None
+    provider = tracer_provider = shipper = spool_dir = None
     receiver = ReceiverProcess(protocol) if case in EXPORTING_CASES else None
     try:
         step = _prepare(case, path, protocol, receiver, result)
         provider = result.pop("_provider", None)
+        tracer_provider = result.pop("_tracer_provider", None)
         shipper, spool_dir = result.pop("_shipper", None), result.pop("_spool_dir", None)
         flush = result.pop("_flush")  # flush(emitted): True once every record emitted since the last reset is out
         for _ in range(warmup):
@@ -305,8 +334,9 @@ def run_case(case: str, n: int, warmup: int, path: str, protocol: str) -> dict:
     finally:
         if shipper is not None:
             shipper.shutdown()  # its atexit hook then has nothing to do
-        if provider is not None:
-            provider.shutdown()  # the client goes before the receiver does (no GOAWAY noise)
+        for sdk_provider in (provider, tracer_provider):
+            if sdk_provider is not None:
+                sdk_provider.shutdown()  # the client goes before the receiver does (no GOAWAY noise)
         if receiver is not None:
             receiver.close()
         if spool_dir is not None:
@@ -351,13 +381,20 @@ def _prepare(case: str, path: str, protocol: str, receiver, result: dict):
     provider = result["_provider"] = _sdk_pipeline(protocol, receiver.endpoint)
     result["_flush"] = lambda emitted: provider.force_flush(timeout_millis=int(DELIVERY_TIMEOUT * 1000))
 
-    if case in ("audited", "excluded"):
+    if case in ("audited", "spans", "excluded"):
         from otel_audit import AuditInstrumentor
         from otel_audit.config import AuditConfig
 
         # delivery="memory": records go through the SDK pipeline above, like the stock case.
-        config = AuditConfig(exclude_paths=(path,) if case == "excluded" else (), delivery="memory")
-        AuditInstrumentor().instrument(logger_provider=provider, config=config)
+        config = AuditConfig(exclude_paths=(path,) if case == "excluded" else (), delivery="memory",
+                             spans=case == "spans")
+        tracer_provider = None
+        if case == "spans":
+            tracer_provider = result["_tracer_provider"] = _span_pipeline(protocol, receiver.endpoint)
+            timeout_ms = int(DELIVERY_TIMEOUT * 1000)
+            result["_flush"] = lambda emitted: (provider.force_flush(timeout_millis=timeout_ms)
+                                                and tracer_provider.force_flush(timeout_millis=timeout_ms))
+        AuditInstrumentor().instrument(logger_provider=provider, tracer_provider=tracer_provider, config=config)
         return lambda: _access(path)
 
     if case == "durable":
@@ -457,9 +494,13 @@ def _check(case: str, n: int, path: str, receiver, result: dict) -> None:
             duplicates = (f" ({reply['distinct_ids']} distinct audit.record.id: "
                           + ("redelivered duplicates)" if reply["distinct_ids"] == expected else "not duplicates alone)"))
         errors.append(f"the receiver got {reply['records']} records, expected {expected}{duplicates}")
-    if case in ("audited", "durable", "stock"):
+    if case in ("audited", "spans", "durable", "stock"):
         result["attributes"] = {key: kind for key, (kind, _value) in reply["first"].items()}
-    if case in ("audited", "durable") and reply["first"].get("file.path", [None, None])[1] != path:
+    if case == "spans":
+        result["spans"] = reply["spans"]
+        if reply["spans"] != n:
+            errors.append(f"the receiver got {reply['spans']} spans, expected {n}")
+    if case in ("audited", "spans", "durable") and reply["first"].get("file.path", [None, None])[1] != path:
         errors.append(f"the first {case} record is not the benchmark file's: {reply['first']}")
     if case == "durable":
         recorder = result.pop("_recorder")
@@ -544,6 +585,8 @@ def drive(args) -> int:
         extra = ""
         if case == "excluded":
             extra = f"; non-excluded sanity access recorded: {[r.get('sanity_records', '?') for r in runs[case]]}"
+        if case == "spans":
+            extra = f"; spans at the receiver: {[r.get('spans', '?') for r in runs[case]]}"
         if case == "durable":
             extra = (f"; distinct audit.record.id: {[r.get('distinct_ids', '?') for r in runs[case]]}"
                      f"; not spooled: {[r.get('not_spooled', '?') for r in runs[case]]}")
@@ -587,6 +630,11 @@ def drive(args) -> int:
         audited = statistics.median(us["audited"])
         print(f"audited / bare = {audited / bare:.2f}× (target ≤ 1.0×)")
         print(f"  (audited extra = {audited - bare:.2f} µs per access over bare)")
+    if "spans" in us:
+        spans = statistics.median(us["spans"])
+        print(f"spans / bare = {spans / bare:.2f}× (in-memory records plus one exported span per access)")
+        if "audited" in us:
+            print(f"  (a span adds {spans - statistics.median(us['audited']):.2f} µs per access to audited)")
     if "durable" in us:
         durable = statistics.median(us["durable"])
         print(f"durable / bare = {durable / bare:.2f}× (spool write + shipping, until the receiver has all N)")

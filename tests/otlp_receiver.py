@@ -141,6 +141,7 @@ def records_from_jsonl(path) -> list[dict]:
 class _Collected:
     def __init__(self):
         self.requests: list[logs_service_pb2.ExportLogsServiceRequest] = []
+        self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
 
@@ -163,9 +164,19 @@ class _Collected:
             with self._changed:
                 self._changed.wait(0.05)
 
+    def _add_trace_request(self, request) -> None:
+        with self._changed:
+            self.trace_requests.append(request)
+            self._changed.notify_all()
+
+    def spans(self) -> list[dict]:
+        with self._lock:
+            return flatten_spans(list(self.trace_requests))
+
     def clear(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.trace_requests.clear()
 
 
 class GrpcLogsReceiver(_Collected):
@@ -175,13 +186,10 @@ class GrpcLogsReceiver(_Collected):
     def __init__(self, port: int = 0, delay: float = 0.0):
         super().__init__()
         receiver = self
-        self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
 
         class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request, context):
-                with receiver._changed:
-                    receiver.trace_requests.append(request)
-                    receiver._changed.notify_all()
+                receiver._add_trace_request(request)
                 return trace_service_pb2.ExportTraceServiceResponse()
 
         class Servicer(logs_service_pb2_grpc.LogsServiceServicer):
@@ -197,10 +205,6 @@ class GrpcLogsReceiver(_Collected):
         self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
-    def spans(self) -> list[dict]:
-        with self._lock:
-            return flatten_spans(list(self.trace_requests))
-
     def start(self) -> "GrpcLogsReceiver":
         self._server.start()
         return self
@@ -210,11 +214,17 @@ class GrpcLogsReceiver(_Collected):
 
 
 class HttpLogsReceiver(_Collected):
-    """OTLP/HTTP protobuf ``POST /v1/logs`` on 127.0.0.1:<port>."""
+    """OTLP/HTTP protobuf ``POST /v1/logs`` on 127.0.0.1:<port>, and ``/v1/traces`` (see :meth:`spans`)."""
 
     def __init__(self, port: int = 0):
         super().__init__()
         receiver = self
+        services = {  # path -> (request type, response type, where requests go)
+            "/v1/logs": (logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse,
+                         receiver.add),
+            "/v1/traces": (trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse,
+                           receiver._add_trace_request),
+        }
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
@@ -224,14 +234,15 @@ class HttpLogsReceiver(_Collected):
                     body = gzip.decompress(body)
                 elif encoding == "deflate":
                     body = zlib.decompress(body)
-                if self.path != "/v1/logs" or self.headers.get("Content-Type") != "application/x-protobuf":
+                if self.path not in services or self.headers.get("Content-Type") != "application/x-protobuf":
                     self.send_response(404)
                     self.end_headers()
                     return
-                request = logs_service_pb2.ExportLogsServiceRequest()
+                request_type, response_type, collect = services[self.path]
+                request = request_type()
                 request.ParseFromString(body)
-                receiver.add(request)
-                payload = logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
+                collect(request)
+                payload = response_type().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(payload)))

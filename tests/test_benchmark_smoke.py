@@ -26,13 +26,15 @@ def test_bench_access_quick_runs_and_counts_records():
     n = int(re.search(r"\bN=(\d+) accesses", output).group(1))
     counts = {
         case: re.search(rf"^\s+{case}\s+exported ([\d/, ]+) \(", output, re.MULTILINE)
-        for case in ("audited", "durable", "excluded", "stock", "logging")
+        for case in ("audited", "spans", "durable", "excluded", "stock", "logging")
     }
     assert all(counts.values()), output
-    expected = {"audited": n, "durable": n, "excluded": 0, "stock": n, "logging": n}
+    expected = {"audited": n, "spans": n, "durable": n, "excluded": 0, "stock": n, "logging": n}
     for case, match in counts.items():
         pairs = [pair.strip().split("/") for pair in match.group(1).split(",")]
         assert pairs and all(int(got) == int(want) == expected[case] for got, want in pairs), (case, output)
+    spans = re.search(r"^\s+spans\s+exported .*; spans at the receiver: \[([\d, ]+)\]$", output, re.MULTILINE)
+    assert spans and [int(x) for x in spans.group(1).split(",")] == [n], output
     assert re.search(r"non-excluded sanity access recorded: \[1(, 1)*\]", output), output
     assert "stock records carry the same 16 attributes" in output, output
     durable = re.search(r"^\s+durable\s+exported .*; distinct audit\.record\.id: \[([\d, ]+)\]; not spooled: \[([\d, ]+)\]$",
@@ -43,11 +45,12 @@ def test_bench_access_quick_runs_and_counts_records():
     assert "durable records carry the same 16 attributes (keys and value kinds) as in-memory ones" in output, output
 
     main_table = output.split("whole-process CPU per access", 1)[1].split("\n\n", 1)[0]
-    for case in ("bare", "audited", "durable", "excluded", "stock", "logging"):
+    for case in ("bare", "audited", "spans", "durable", "excluded", "stock", "logging"):
         assert re.search(rf"^\s+{case}\s+\d+\.\d+\s+\d+\.\d+×", main_table, re.MULTILINE), (case, output)
     assert re.search(r"^audited / bare = \d+\.\d\d× \(target ≤ 1\.0×\)$", output, re.MULTILINE), output
+    assert re.search(r"^spans / bare = \d+\.\d\d× \(", output, re.MULTILINE), output
     assert re.search(r"^durable / bare = \d+\.\d\d× \(", output, re.MULTILINE), output
     hot_table = output.split("the hot path alone: main-thread CPU per access", 1)[1].split("\n\n", 1)[0]
-    for case in ("bare", "audited", "durable"):
+    for case in ("bare", "audited", "spans", "durable"):
         assert re.search(rf"^\s+{case}\s+\d+\.\d+\s+\d+\.\d+×\s+-?\d+\.\d+\s", hot_table, re.MULTILINE), (case, output)
     assert re.search(r"^excluded extra = -?\d+\.\d\d µs \(target ≤ 0\.5 µs\)$", output, re.MULTILINE), output

@@ -118,16 +118,18 @@ with trace.get_tracer("job").start_as_current_span("job"):
 """
 
 
-def test_spans_and_durable_records_reach_a_real_receiver_linked(tmp_path, grpc_receiver):
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_spans_and_durable_records_reach_a_real_receiver_linked(tmp_path, request, protocol):
     """Under opentelemetry-instrument, durable delivery: the spooled record keeps its span's ids."""
+    receiver = request.getfixturevalue("grpc_receiver" if protocol == "grpc" else "http_receiver")
     script = tmp_path / "job.py"
     script.write_text(_SCRIPT)
-    env = otlp_env(grpc_receiver, "grpc", OTEL_TRACES_EXPORTER="otlp", OTEL_PYTHON_AUDIT_SPANS="true",
+    env = otlp_env(receiver, protocol, OTEL_TRACES_EXPORTER="otlp", OTEL_PYTHON_AUDIT_SPANS="true",
                    OTEL_BSP_SCHEDULE_DELAY="100")
     result = run_instrumented(script, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    records = grpc_receiver.wait_for(2)
-    spans = grpc_receiver.spans()
+    records = receiver.wait_for(2)
+    spans = receiver.spans()
     assert [r["attributes"]["audit.resource.uri"] for r in records] == [
         (tmp_path / "data.csv").as_uri(), (tmp_path / "missing.csv").as_uri()]
     (job,) = [s for s in spans if s["name"] == "job"]
