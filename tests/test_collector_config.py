@@ -288,12 +288,15 @@ def every_logql_query() -> list[tuple[str, str]]:
         logs_link = source.get("jsonData", {}).get("tracesToLogsV2", {})
         if logs_link.get("customQuery"):
             queries.append((f"data source {source['name']} tracesToLogsV2", _provisioned(logs_link["query"])))
+    # the examples the README offers to copy into Explore
+    for block in re.findall(r"```logql\n(.*?)```", (STACK / "README.md").read_text(), re.S):
+        queries += [(f"README example {n}", line) for n, line in enumerate(block.strip().splitlines(), 1)]
     return queries
 
 
 def test_the_stack_has_queries_of_every_kind():
     places = " ".join(where for where, _ in every_logql_query())
-    for kind in ("rule ", "panel ", "variable ", "derived field", "tracesToLogsV2"):
+    for kind in ("rule ", "panel ", "variable ", "derived field", "tracesToLogsV2", "README example"):
         assert kind in places, kind
 
 
