@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-
 from otel_audit.config import SETTINGS, settings_table_markdown
 from otel_audit.schema import schema_table_markdown
 
