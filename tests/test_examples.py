@@ -262,8 +262,9 @@ def test_serve_attributes_each_access_to_its_end_user(tmp_path, grpc_receiver):
     ]
     assert [r["severity_text"] for r in records] == ["INFO"] * 5 + ["WARN"]
     model_line, features_line = _line(SERVE, "joblib.load("), _line(SERVE, "pd.read_csv(")
-    assert [(r["attributes"]["code.file.path"], r["attributes"]["code.line.number"]) for r in records] == [
-        (str(SERVE), line) for line in (model_line, features_line, model_line, features_line, features_line, model_line)]
+    lines = (model_line, features_line, model_line, features_line, features_line, model_line)
+    assert [(r["attributes"]["code.file.path"], r["attributes"]["code.line.number"]) for r in records] \
+        == [(str(SERVE), line) for line in lines]
 
     # Traces: one server span per request; each request's records carry its span, carol's the caller's trace.
     startup_record, *request_records = records
@@ -271,10 +272,12 @@ def test_serve_attributes_each_access_to_its_end_user(tmp_path, grpc_receiver):
     spans = {span["span_id"]: span for span in grpc_receiver.spans()}
     assert [span["name"] for span in spans.values()] == ["GET /predict"] * 6
     assert all(span["kind"] == SPAN_KIND_SERVER for span in spans.values())
+    assert sorted(span["attributes"]["http.response.status_code"] for span in spans.values()) \
+        == [200, 200, 200, 400, 401, 404]
     alice_span, bob_span, bob_span_again, carol_span, unknown_span = (spans[r["span_id"]] for r in request_records)
     assert bob_span is bob_span_again and len({id(alice_span), id(bob_span), id(carol_span), id(unknown_span)}) == 4
     assert all(record["trace_id"] == spans[record["span_id"]]["trace_id"] for record in request_records)
     assert carol_span["trace_id"] == CALLER_TRACE and carol_span["parent_span_id"] == CALLER_SPAN
     assert alice_span["parent_span_id"] == "" and alice_span["trace_id"] != CALLER_TRACE
-    assert [span["attributes"]["http.response.status_code"] for span in (alice_span, bob_span, carol_span, unknown_span)] \
-        == [200, 200, 200, 404]
+    request_spans = (alice_span, bob_span, carol_span, unknown_span)
+    assert [span["attributes"]["http.response.status_code"] for span in request_spans] == [200, 200, 200, 404]

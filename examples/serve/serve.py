@@ -102,8 +102,9 @@ def main() -> None:
     parser.add_argument("--default-model", default="v1", help="loaded at startup")
     args = parser.parse_args()
 
-    Handler.models, Handler.features, Handler.default_model = Models(args.models), args.features, args.default_model
+    Handler.models = Models(args.models)
     Handler.models.get(args.default_model)  # fail at startup, not on the first request, if it is missing
+    Handler.features, Handler.default_model = args.features, args.default_model
 
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     print(f"serving on http://{args.host}:{server.server_port}", flush=True)
