@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -131,6 +133,11 @@ def moto_server(tmp_path_factory):
         server.stdout.close()
 
 
+# Children's spools live under one directory, removed when the test session ends.
+_SPOOL_ROOT = tempfile.mkdtemp(prefix="otel-audit-test-spools-")
+atexit.register(shutil.rmtree, _SPOOL_ROOT, True)
+
+
 def instrumented_env(**overrides: str) -> dict:
     """Environment for a child under ``opentelemetry-instrument``: nothing inherited that steers OTel."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AWS_"))}
@@ -141,7 +148,7 @@ def instrumented_env(**overrides: str) -> dict:
         "OTEL_BLRP_SCHEDULE_DELAY": "100",
         "PYTHONUNBUFFERED": "1",
         # never the developer's own spool: a fresh one per child unless the test names one
-        "OTEL_PYTHON_AUDIT_SPOOL_DIR": tempfile.mkdtemp(prefix="otel-audit-spool-"),
+        "OTEL_PYTHON_AUDIT_SPOOL_DIR": tempfile.mkdtemp(prefix="spool-", dir=_SPOOL_ROOT),
     })
     env.update(overrides)
     return env
