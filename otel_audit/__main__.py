@@ -1,60 +1,176 @@
 """The ``otel-audit`` command (also ``python -m otel_audit``).
 
 ``show FILE...``
-    Print the audit trail the ``audit_file`` sink wrote: one line per record,
-    oldest first (time, body, the user-code line).  Lines that are not
-    OTLP/JSON are reported with file and line number and never hide the valid ones.
+    The audit trail as an aligned table, one row per access, oldest first
+    across all files: time (UTC), user (``svc (for alice)`` when made for an
+    application end user), action, resource type, outcome (with the error
+    type), API, call site, and the resource in full.  ``--follow`` keeps
+    printing records as they are appended (a truncated or rotated file is read
+    again from its start) until Ctrl-C.
+``report FILE...``
+    Who accessed what: per resource its principals, per principal its
+    resources, counts, first and last seen, failures and denials first.
+    ``--format text|json|csv|html``, ``--output FILE``.
 ``flush``
     Deliver every record left in the spool by processes that ended (collector
     down at exit, killed, ``os._exit`` workers) through the exporters
     ``OTEL_LOGS_EXPORTER`` names.  Exit 0 only when all were acknowledged;
     otherwise non-zero, with the count left.
+
+Filters (``show`` and ``report``; repeat one to accept several values):
+``--user NAME`` (``user.name`` or ``enduser.id``, globs allowed),
+``--resource GLOB`` (the URI, or the local path: ``/data/*.csv``,
+``customers.csv``, ``s3://bucket/raw/*``), ``--action``, ``--outcome``,
+``--since``/``--until`` (ISO 8601, UTC unless an offset is given, or a duration
+before now: ``15m``, ``2h``, ``7d``).
+
+FILE ``-`` is standard input.  Exit status: 0; 1 when an input file could not
+be read or held lines that are not OTLP/JSON (each named with file and line
+on stderr; every readable record is still shown); 2 for a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import signal
 import sys
-from datetime import datetime, timezone
+import time
+
+from otel_audit import schema
+
+EXIT_OK, EXIT_INPUT_PROBLEM, EXIT_USAGE = 0, 1, 2
+FORMATS = ("text", "json", "csv", "html")
+FOLLOW_INTERVAL = 0.5  # seconds between polls of followed files
 
 
-def _value(any_value: dict):
-    (kind, value), = any_value.items() if any_value else (("", ""),)
-    return int(value) if kind == "intValue" else value
+def _error(message: object) -> None:
+    from otel_audit.report import visible
+
+    print(f"otel-audit: {visible(message)}", file=sys.stderr, flush=True)
 
 
-def iter_records(path: str):
-    with open(path, encoding="utf-8") as stream:
-        for number, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                document = json.loads(line)
-                for resource_logs in document["resourceLogs"]:
-                    for scope_logs in resource_logs.get("scopeLogs", []):
-                        for log in scope_logs.get("logRecords", []):
-                            attributes = {kv["key"]: _value(kv.get("value", {})) for kv in log.get("attributes", [])}
-                            yield int(log.get("timeUnixNano", 0)), _value(log.get("body", {})), attributes
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                print(f"otel-audit: {path}:{number}: not an OTLP/JSON logs line ({type(exc).__name__}: {exc})",
-                      file=sys.stderr)
+def _time_bound(text: str) -> int:
+    from otel_audit.trail import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def show(paths: list[str]) -> int:
-    records = []
-    for path in paths:
-        try:
-            records.extend(iter_records(path))
-        except OSError as exc:
-            print(f"otel-audit: cannot read {path}: {exc.strerror}", file=sys.stderr)
-            return 1
-    for time_ns, body, attributes in sorted(records, key=lambda r: r[0]):
-        when = datetime.fromtimestamp(time_ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
-        site = f"{attributes.get('code.file.path', '?')}:{attributes.get('code.line.number', '?')}"
-        print(f"{when}  {body}  [{site}]")
-    return 0
+def _filters(args: argparse.Namespace):
+    from otel_audit.trail import RecordFilter
+
+    return RecordFilter(users=tuple(args.user or ()), resources=tuple(args.resource or ()),
+                        actions=tuple(args.action or ()), outcomes=tuple(args.outcome or ()),
+                        since_ns=args.since, until_ns=args.until)
+
+
+def _report_skipped(trails) -> None:
+    for trail in trails:
+        if trail.skipped:
+            _error(f"{trail.name}: {trail.skipped} log records that are not {schema.EVENT_NAME} events were left out")
+
+
+class _Stop(Exception):
+    """SIGTERM, handled like Ctrl-C: stop following and exit cleanly."""
+
+
+def _raise_stop(signum, frame):
+    raise _Stop()
+
+
+def show(paths: list[str], filters, follow: bool = False, interval: float = FOLLOW_INTERVAL) -> int:
+    from otel_audit.report import show_row, show_table
+    from otel_audit.trail import TrailFile, by_time
+
+    trails = [TrailFile(path) for path in paths]
+    problems = 0
+
+    def read_all(final: bool):
+        nonlocal problems
+        found = []
+        for trail in trails:
+            records, errors, notices = trail.read(final=final)
+            for error in errors:
+                _error(error)
+            for notice in notices:
+                _error(notice)
+            problems += len(errors)
+            found.extend(r for r in records if filters.matches(r))
+        return by_time(found)
+
+    try:
+        if follow:
+            signal.signal(signal.SIGTERM, _raise_stop)
+        records = read_all(final=not follow)
+        table = show_table(follow=follow)
+        rows = [show_row(r) for r in records]
+        table.fit(rows)
+        out = [table.header()] + [line for row in rows for line in table.line(row)]
+        sys.stdout.write("\n".join(out) + "\n")
+        sys.stdout.flush()
+        while follow:
+            time.sleep(interval)
+            rows = [show_row(r) for r in read_all(final=False)]
+            before = list(table.widths)
+            table.fit(rows)
+            if table.widths != before:
+                # wider values arrived: a new header starts the wider layout, rows stay aligned under it
+                sys.stdout.write(table.header() + "\n")
+            for row in rows:
+                sys.stdout.write("\n".join(table.line(row)) + "\n")
+            sys.stdout.flush()
+    except (KeyboardInterrupt, _Stop):
+        pass
+    except BrokenPipeError:  # `otel-audit show ... | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK if not problems else EXIT_INPUT_PROBLEM
+    finally:
+        for trail in trails:
+            trail.close()
+    _report_skipped(trails)
+    if problems:
+        _error(f"{problems} input problem(s), listed above; every record that could be read is shown")
+        return EXIT_INPUT_PROBLEM
+    return EXIT_OK
+
+
+def report(paths: list[str], filters, fmt: str, output: str | None) -> int:
+    from otel_audit import report as reports
+    from otel_audit.trail import read_trails
+
+    records, errors, trails = read_trails(paths)
+    for error in errors:
+        _error(error)
+    _report_skipped(trails)
+    files = [{"file": t.name, "records": t.records_read, "skipped_non_audit": t.skipped} for t in trails]
+    summary = reports.aggregate([r for r in records if filters.matches(r)], files=files, errors=errors,
+                                filters=filters)
+    if fmt == "json":
+        text = reports.render_json(summary)
+    elif fmt == "csv":
+        text = reports.render_csv(summary)
+    elif fmt == "html":
+        text = reports.render_html(summary, time.time_ns())
+    else:
+        text = reports.render_text(summary)
+    try:
+        if output is None or output == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            # newline="": the CSV writer's CRLF row ends are written as they are
+            with open(output, "w", encoding="utf-8", newline="") as stream:
+                stream.write(text)
+    except OSError as exc:
+        _error(f"cannot write {output or '<stdout>'}: {exc.strerror or exc}")
+        return EXIT_INPUT_PROBLEM
+    if errors:
+        _error(f"{len(errors)} input problem(s), listed above; the report covers every record that could be read")
+        return EXIT_INPUT_PROBLEM
+    return EXIT_OK
 
 
 def flush(spool_dir: str | None) -> int:
@@ -79,17 +195,60 @@ def flush(spool_dir: str | None) -> int:
     return 0
 
 
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="OTLP/JSON lines trail files (the audit_file sink's, the collector file exporter's); - is stdin")
+    group = parser.add_argument_group("filters (repeat one to accept several values; all given must match)")
+    group.add_argument("--user", action="append", metavar="NAME",
+                       help="user.name or enduser.id (glob allowed: 'svc-*')")
+    group.add_argument("--resource", action="append", metavar="GLOB",
+                       help="resource URI or local path glob: 's3://bucket/raw/*', '/data/*.csv', "
+                            "'customers.csv' (any directory), 'data/' (everything under it)")
+    group.add_argument("--action", action="append", choices=schema.ACTIONS)
+    group.add_argument("--outcome", action="append", choices=schema.OUTCOMES)
+    when = ("ISO 8601 time (2024-05-01, 2024-05-01T09:30:00Z; UTC unless an offset is given) "
+            "or a duration before now: 30s, 15m, 2h, 7d, 1w")
+    group.add_argument("--since", type=_time_bound, metavar="TIME", help=f"records at or after TIME: {when}")
+    group.add_argument("--until", type=_time_bound, metavar="TIME", help=f"records before TIME: {when}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="otel-audit", description="otel-audit's command line")
+    parser = argparse.ArgumentParser(
+        prog="otel-audit", description="otel-audit's command line: read audit trails, deliver the spool",
+        epilog="exit status: 0 ok; 1 an input file unreadable or holding malformed lines (named on stderr; "
+               "everything readable is still shown); 2 usage error")
     commands = parser.add_subparsers(dest="command", required=True)
-    show_parser = commands.add_parser("show", help="print the records in OTLP/JSON lines files")
-    show_parser.add_argument("files", nargs="+")
+    show_parser = commands.add_parser(
+        "show", help="the accesses as a table, oldest first",
+        description="The accesses in the trail files as an aligned table, oldest first across files. "
+                    "Times are UTC; non-printable characters are shown as \\xNN escapes.")
+    _add_filters(show_parser)
+    show_parser.add_argument("-f", "--follow", action="store_true",
+                             help="keep printing records as they are appended (follows truncation and "
+                                  "rotation) until Ctrl-C")
+    report_parser = commands.add_parser(
+        "report", help="who accessed what, failures and denials first",
+        description="Per resource its principals, per principal its resources, with counts, first and last "
+                    "seen; failures and denials first. A record delivered twice (same audit.record.id) counts once.")
+    _add_filters(report_parser)
+    report_parser.add_argument("--format", choices=FORMATS, default="text",
+                               help="text (default); json (stable structure, see README); csv (one row per "
+                                    "resource, user, end user, action, outcome, error type; cells starting with "
+                                    "= + - @ get a leading ' against formula injection); html (one "
+                                    "self-contained page with a timeline)")
+    report_parser.add_argument("-o", "--output", metavar="FILE", help="write there instead of stdout")
     flush_parser = commands.add_parser("flush", help="deliver what ended processes left in the spool")
     flush_parser.add_argument("--spool-dir", help="spool root (default: OTEL_PYTHON_AUDIT_SPOOL_DIR)")
     args = parser.parse_args(argv)
     if args.command == "flush":
         return flush(args.spool_dir)
-    return show(args.files)
+    if args.files.count("-") > 1:
+        parser.error("standard input (-) can be read only once")
+    if args.command == "show":
+        if args.follow and "-" in args.files:
+            parser.error("--follow reads files; for a stream, pipe it without --follow")
+        return show(args.files, _filters(args), follow=args.follow)
+    return report(args.files, _filters(args), args.format, args.output)
 
 
 if __name__ == "__main__":

@@ -22,15 +22,20 @@ def test_quickstart_then_show(tmp_path):
     assert shown.returncode == 0 and shown.stderr == ""
     data = (tmp_path / "quickstart-data").as_uri()
     script = REPO / "examples" / "quickstart.py"
-    lines = [line.split("  ", 1)[1] for line in shown.stdout.splitlines()]  # drop the timestamp
-    user = lines[0].split(" ", 1)[0]
-    assert lines == [
-        f"{user} write data {data}/customers.csv via builtins.open (success)  [{script}:17]",
-        f"{user} read data {data}/customers.csv via pandas.read_csv (success)  [{script}:20]",
-        f"{user} write model {data}/churn.joblib via joblib.dump (success)  [{script}:22]",
-        f"{user} read model {data}/churn.joblib via joblib.load (success)  [{script}:25]",
-        f"{user} read data {data}/holdout.csv via pandas.read_csv (failure: FileNotFoundError)  [{script}:30]",
+    header, *rows = shown.stdout.splitlines()
+    assert header.split() == ["TIME", "USER", "ACTION", "TYPE", "OUTCOME", "API", "CALL", "SITE", "RESOURCE"]
+    # the columns are aligned: cut every row where the header's columns start
+    starts = [header.index(name) for name in ("USER", "ACTION", "TYPE", "OUTCOME", "API", "CALL SITE", "RESOURCE")]
+    cells = [[row[a:b].rstrip() for a, b in zip([0, *starts], [*starts, None])] for row in rows]
+    user = cells[0][1]
+    assert [row[1:] for row in cells] == [
+        [user, "write", "data", "success", "builtins.open", f"{script}:17", f"{data}/customers.csv"],
+        [user, "read", "data", "success", "pandas.read_csv", f"{script}:20", f"{data}/customers.csv"],
+        [user, "write", "model", "success", "joblib.dump", f"{script}:22", f"{data}/churn.joblib"],
+        [user, "read", "model", "success", "joblib.load", f"{script}:25", f"{data}/churn.joblib"],
+        [user, "read", "data", "failure: FileNotFoundError", "pandas.read_csv", f"{script}:30", f"{data}/holdout.csv"],
     ]
+    assert [row[0] for row in cells] == sorted(row[0] for row in cells)  # oldest first
 
 
 def test_show_reports_bad_lines_and_keeps_the_good_ones(tmp_path):
@@ -42,12 +47,16 @@ def test_show_reports_bad_lines_and_keeps_the_good_ones(tmp_path):
     good = trail.read_text()
     trail.write_text("{not json\n" + good + '{"resourceLogs": 3}\n')
     shown = _show(trail, cwd=tmp_path)
-    assert shown.returncode == 0
-    assert len(shown.stdout.splitlines()) == 1 and "write data" in shown.stdout
+    assert shown.returncode == 1  # the valid record is shown, and the malformed lines make the exit status 1
+    rows = shown.stdout.splitlines()[1:]
+    assert len(rows) == 1 and rows[0].split()[2:5] == ["write", "data", "success"]
+    assert rows[0].endswith((tmp_path / "x.txt").as_uri())
     errors = shown.stderr.splitlines()
-    assert len(errors) == 2
+    assert len(errors) == 3
     assert errors[0].startswith(f"otel-audit: {trail}:1: not an OTLP/JSON logs line (JSONDecodeError")
-    assert errors[1].startswith(f"otel-audit: {trail}:{len(good.splitlines()) + 2}: not an OTLP/JSON logs line")
+    assert errors[1] == (f"otel-audit: {trail}:{len(good.splitlines()) + 2}: not an OTLP/JSON logs line "
+                         "(TypeError: resourceLogs is not a list)")
+    assert errors[2] == "otel-audit: 2 input problem(s), listed above; every record that could be read is shown"
     missing = _show(tmp_path / "absent.jsonl", cwd=tmp_path)
     assert missing.returncode == 1
-    assert missing.stderr == f"otel-audit: cannot read {tmp_path / 'absent.jsonl'}: No such file or directory\n"
+    assert missing.stderr.splitlines()[0] == f"otel-audit: {tmp_path / 'absent.jsonl'}: cannot read: No such file or directory"

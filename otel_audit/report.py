@@ -1,0 +1,798 @@
+"""Turning audit records into what a person reads: the ``show`` table and the ``report`` formats.
+
+``show`` prints one aligned row per record::
+
+    TIME                      USER              ACTION  TYPE  OUTCOME                     API              CALL SITE         RESOURCE
+    2024-05-01T09:30:00.123Z  svc (for alice)   read    data  success                     pandas.read_csv  /app/train.py:20  file:///data/customers.csv
+    2024-05-01T09:30:01.007Z  svc               read    data  denied: AccessDenied        s3.GetObject     /app/train.py:31  s3://bucket/secret.csv
+
+The resource is the last column, so it is always shown in full and never
+pushes the other columns out of line; a cell of another column that is longer
+than that column's limit continues on the next line, in its column.
+
+``report`` aggregates (:func:`aggregate`) who accessed what: per resource its
+principals, per principal its resources, with counts, first and last seen,
+failures and denials first.  Renderers: :func:`render_text`,
+:func:`render_json`, :func:`render_csv`, :func:`render_html`.  A principal is
+the OS user (``user.name``) together with the application end user
+(``enduser.id``) when there is one: ``svc (for alice)``.  A record delivered
+twice (same ``audit.record.id``, after a retry or a crash) counts once; how
+many such duplicates were left out is part of the report.
+
+Everything taken from a record is untrusted text:
+
+* in the terminal (table, text report, CSV) characters that are not printable
+  (ESC, other control characters, bidirectional overrides, zero-width
+  characters) are shown as ``\\xNN``/``\\uNNNN`` escapes, never sent raw;
+* JSON escapes them as JSON does (``\\u001b``) and is ASCII;
+* CSV cells starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return get a
+  leading ``'`` so that a spreadsheet shows them as text and never runs them
+  as a formula;
+* HTML: every string is HTML-escaped; the page loads nothing from outside and
+  its Content-Security-Policy allows only its own inline script.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import html
+import io
+import json
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from otel_audit import schema
+from otel_audit.trail import Record, RecordFilter, TrailError, format_time
+
+REPORT_FORMAT_VERSION = 1
+# Problems first wherever records are ranked: denials, then failures.
+OUTCOME_RANK = {schema.OUTCOME_DENIED: 0, schema.OUTCOME_FAILURE: 1, schema.OUTCOME_SUCCESS: 3}
+ABSENT = "-"  # an optional attribute the record does not carry
+
+
+# -- text that is safe in a terminal ------------------------------------------
+
+def visible(text: object) -> str:
+    """``text`` with every non-printable character escaped (``\\x1b``, ``\\u202e``): safe to print."""
+    text = ABSENT if text is None else str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: wide (CJK) characters 2, combining marks 0."""
+    if text.isascii():
+        return len(text)
+    width = 0
+    for char in text:
+        if unicodedata.combining(char):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in pieces of at most ``width`` columns (nothing is cut off)."""
+    if display_width(text) <= width:
+        return [text]
+    pieces, current, used = [], [], 0
+    for char in text:
+        w = display_width(char)
+        if used + w > width and current:
+            pieces.append("".join(current))
+            current, used = [], 0
+        current.append(char)
+        used += w
+    pieces.append("".join(current))
+    return pieces
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - display_width(text))
+
+
+class Table:
+    """Aligned columns, two spaces apart.  The last column is never padded or wrapped; a cell of
+    another column wider than that column's limit continues on the next line(s), in its column."""
+
+    def __init__(self, headers: Sequence[str], limits: Sequence[int], right: Sequence[int] = ()):
+        self.headers = list(headers)
+        self.limits = list(limits)  # the last column's limit is ignored
+        self.right = set(right)  # right-aligned (numeric) columns
+        self.widths = [display_width(h) for h in headers]
+
+    def fit(self, rows: Iterable[Sequence[str]]) -> "Table":
+        """Widen columns to the widest cell in ``rows``, up to each column's limit."""
+        for row in rows:
+            for index, cell in enumerate(row[:-1]):
+                self.widths[index] = max(self.widths[index], min(self.limits[index], display_width(cell)))
+        return self
+
+    def header(self) -> str:
+        return self.line(self.headers)[0]
+
+    def line(self, row: Sequence[str]) -> list[str]:
+        """The printed line(s) of one row of already escaped cells."""
+        columns = [_wrap(cell, self.widths[i]) for i, cell in enumerate(row[:-1])] + [[row[-1]]]
+        height = max(len(pieces) for pieces in columns)
+        lines = []
+        for n in range(height):
+            cells = []
+            for i, pieces in enumerate(columns):
+                piece = pieces[n] if n < len(pieces) else ""
+                if i == len(columns) - 1:
+                    cells.append(piece)
+                elif i in self.right:
+                    cells.append(" " * (self.widths[i] - display_width(piece)) + piece)
+                else:
+                    cells.append(_pad(piece, self.widths[i]))
+            lines.append("  ".join(cells).rstrip())
+        return lines
+
+    def render(self, rows: Iterable[Sequence[str]]) -> list[str]:
+        rows = list(rows)
+        self.fit(rows)
+        return [self.header()] + [text for row in rows for text in self.line(row)]
+
+
+# -- show --------------------------------------------------------------------
+
+SHOW_HEADERS = ("TIME", "USER", "ACTION", "TYPE", "OUTCOME", "API", "CALL SITE", "RESOURCE")
+_SHOW_LIMITS = (24, 40, 8, 6, 40, 40, 80, 0)
+# --follow starts before the widest values are known: room for typical ones from the start.
+_FOLLOW_MINIMUM = (24, 16, 6, 5, 28, 24, 40, 0)
+
+
+def show_row(record: Record) -> list[str]:
+    return [visible(cell) for cell in (
+        format_time(record.time_ns, 3) if record.time_ns else "?",
+        record.principal, record.action or "?", record.resource_type or "?", record.outcome_detail,
+        record.api or "?", record.call_site, record.resource or "?",
+    )]
+
+
+def show_table(follow: bool = False) -> Table:
+    table = Table(SHOW_HEADERS, _SHOW_LIMITS)
+    if follow:
+        table.widths = [max(w, m) for w, m in zip(table.widths, _FOLLOW_MINIMUM)]
+    return table
+
+
+# -- aggregation ---------------------------------------------------------------
+
+@dataclass
+class Tally:
+    """Counts, first and last seen of a group of accesses."""
+
+    count: int = 0
+    first_ns: int = 0
+    last_ns: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    actions: Counter = field(default_factory=Counter)
+
+    def add(self, record: Record) -> None:
+        self.first_ns = record.time_ns if not self.count else min(self.first_ns, record.time_ns)
+        self.last_ns = record.time_ns if not self.count else max(self.last_ns, record.time_ns)
+        self.count += 1
+        self.outcomes[record.outcome or "?"] += 1
+        self.actions[record.action or "?"] += 1
+
+    @property
+    def problems(self) -> int:
+        return self.count - self.outcomes[schema.OUTCOME_SUCCESS]
+
+    def rank(self) -> tuple:
+        """Sort key: most denials, then most failures, first."""
+        return (-self.outcomes[schema.OUTCOME_DENIED], -(self.problems - self.outcomes[schema.OUTCOME_DENIED]))
+
+    def as_json(self) -> dict:
+        return {
+            "count": self.count,
+            "outcomes": {name: self.outcomes[name] for name in _ordered_outcomes(self.outcomes)},
+            "actions": {name: self.actions[name] for name in _ordered_actions(self.actions)},
+            "first_seen": format_time(self.first_ns),
+            "last_seen": format_time(self.last_ns),
+        }
+
+
+def _ordered_outcomes(counter: Counter) -> list[str]:
+    return sorted(counter, key=lambda name: (OUTCOME_RANK.get(name, 2), name))
+
+
+def _ordered_actions(counter: Counter) -> list[str]:
+    order = {name: i for i, name in enumerate(schema.ACTIONS)}
+    return sorted(counter, key=lambda name: (order.get(name, len(order)), name))
+
+
+Principal = tuple  # (user.name, enduser.id or None)
+
+
+def principal_text(principal: Principal) -> str:
+    user, enduser = principal
+    user = user if user is not None else "?"
+    return user if enduser is None else f"{user} (for {enduser})"
+
+
+@dataclass
+class ProblemGroup:
+    """Failures or denials of one principal doing one action on one resource, with one error type."""
+
+    resource: str
+    resource_type: str
+    principal: Principal
+    action: str
+    outcome: str
+    error_type: str | None
+    tally: Tally = field(default_factory=Tally)
+    apis: set = field(default_factory=set)
+    call_sites: set = field(default_factory=set)
+
+
+@dataclass
+class ResourceSummary:
+    uri: str
+    resource_type: str
+    tally: Tally = field(default_factory=Tally)
+    principals: dict = field(default_factory=dict)  # Principal -> Tally
+
+
+@dataclass
+class PrincipalSummary:
+    principal: Principal
+    tally: Tally = field(default_factory=Tally)
+    resources: dict = field(default_factory=dict)  # uri -> Tally
+
+
+@dataclass
+class Report:
+    records: list[Record]  # oldest first, duplicates left out
+    duplicates: int
+    files: list[dict]  # {"file", "records", "skipped_non_audit"}
+    errors: list[TrailError]
+    filters: RecordFilter
+    tally: Tally
+    problems: list[ProblemGroup]
+    resources: list[ResourceSummary]
+    principals: list[PrincipalSummary]
+    flat: list[tuple[tuple, Tally]]  # ((resource, type, user, enduser, action, outcome, error_type), tally)
+
+
+def aggregate(records: Iterable[Record], *, files: list[dict], errors: list[TrailError],
+              filters: RecordFilter) -> Report:
+    """Who accessed what, from ``records`` (already filtered)."""
+    seen_ids: set[str] = set()
+    kept: list[Record] = []
+    duplicates = 0
+    for record in sorted(records, key=lambda r: r.time_ns):
+        if record.record_id is not None:
+            if record.record_id in seen_ids:
+                duplicates += 1
+                continue
+            seen_ids.add(record.record_id)
+        kept.append(record)
+
+    tally = Tally()
+    problems: dict[tuple, ProblemGroup] = {}
+    resources: dict[str, ResourceSummary] = {}
+    principals: dict[Principal, PrincipalSummary] = {}
+    flat: dict[tuple, Tally] = {}
+    for record in kept:
+        uri, kind = record.resource or "?", record.resource_type or "?"
+        who: Principal = (record.user, record.enduser)
+        tally.add(record)
+        resource = resources.setdefault(uri, ResourceSummary(uri, kind))
+        resource.tally.add(record)
+        resource.principals.setdefault(who, Tally()).add(record)
+        principal = principals.setdefault(who, PrincipalSummary(who))
+        principal.tally.add(record)
+        principal.resources.setdefault(uri, Tally()).add(record)
+        key = (uri, kind, record.user, record.enduser, record.action or "?", record.outcome or "?", record.error_type)
+        flat.setdefault(key, Tally()).add(record)
+        if record.is_problem:
+            group = problems.get(key)
+            if group is None:
+                group = problems[key] = ProblemGroup(uri, kind, who, key[4], key[5], record.error_type)
+            group.tally.add(record)
+            group.apis.add(record.api or "?")
+            group.call_sites.add(record.call_site)
+
+    def who_key(p: Principal) -> tuple:
+        return (p[0] or "", p[1] or "")
+
+    ordered_problems = sorted(problems.values(), key=lambda g: (
+        OUTCOME_RANK.get(g.outcome, 2), -g.tally.count, g.resource, who_key(g.principal), g.action))
+    ordered_resources = sorted(resources.values(), key=lambda r: (r.tally.rank(), r.uri))
+    for resource in ordered_resources:
+        resource.principals = dict(sorted(resource.principals.items(), key=lambda kv: (kv[1].rank(), who_key(kv[0]))))
+    ordered_principals = sorted(principals.values(), key=lambda p: (p.tally.rank(), who_key(p.principal)))
+    for principal in ordered_principals:
+        principal.resources = dict(sorted(principal.resources.items(), key=lambda kv: (kv[1].rank(), kv[0])))
+    ordered_flat = sorted(flat.items(), key=lambda kv: (
+        OUTCOME_RANK.get(kv[0][5], 2), kv[0][0], kv[0][2] or "", kv[0][3] or "", kv[0][4], kv[0][6] or ""))
+    return Report(kept, duplicates, files, errors, filters, tally, ordered_problems, ordered_resources,
+                  ordered_principals, ordered_flat)
+
+
+def _counts(counter: Counter, order) -> str:
+    return ", ".join(f"{name} {counter[name]}" for name in order(counter))
+
+
+def _accesses(count: int) -> str:
+    return f"{count} access" if count == 1 else f"{count} accesses"
+
+
+def _period(tally: Tally) -> str:
+    if not tally.count:
+        return "no records"
+    return f"{format_time(tally.first_ns, 3)} .. {format_time(tally.last_ns, 3)} (UTC)"
+
+
+def _filters_text(filters: RecordFilter) -> str:
+    parts = [f"--{name} {' --{0} '.format(name).join(values) if isinstance(values, list) else values}"
+             for name, values in filters.describe().items() if values]
+    return " ".join(parts) if parts else "none"
+
+
+# -- text ----------------------------------------------------------------------
+
+def render_text(report: Report) -> str:
+    t = report.tally
+    out = ["otel-audit report"]
+    out.append(f"  input:      {len(report.files)} file(s), {t.count} audit records"
+               + (f" ({report.duplicates} duplicate deliveries counted once)" if report.duplicates else ""))
+    out.append(f"  period:     {_period(t)}")
+    out.append(f"  outcomes:   {_counts(t.outcomes, _ordered_outcomes) or 'none'}")
+    out.append(f"  resources:  {len(report.resources)}   principals: {len(report.principals)}")
+    out.append(f"  filters:    {visible(_filters_text(report.filters))}")
+    if report.errors:
+        out.append(f"  INPUT PROBLEMS: {len(report.errors)} (listed at the end; what could be read is included)")
+
+    out += ["", f"FAILURES AND DENIALS ({sum(g.tally.count for g in report.problems)})"]
+    if report.problems:
+        out += Table(("OUTCOME", "COUNT", "FIRST SEEN", "LAST SEEN", "PRINCIPAL", "ACTION", "API", "RESOURCE"),
+                     (40, 8, 24, 24, 40, 8, 40, 0), right=(1,)).render(
+            [visible(v) for v in (f"{g.outcome}: {g.error_type}" if g.error_type else g.outcome, g.tally.count,
+                                  format_time(g.tally.first_ns, 3), format_time(g.tally.last_ns, 3),
+                                  principal_text(g.principal), g.action, ", ".join(sorted(g.apis)), g.resource)]
+            for g in report.problems)
+    else:
+        out.append("none")
+
+    def nested(title: str, groups: list[tuple[str, Tally, dict]], label: str, name_of) -> list[str]:
+        # the name (a resource or a principal) comes last: shown whole, never breaking the alignment
+        table = Table(("  ACCESSES", "OUTCOMES", "ACTIONS", "FIRST SEEN", "LAST SEEN", label),
+                      (10, 40, 40, 24, 24, 0), right=(0,))
+        rows = {id(inner): [[str(tally.count), _counts(tally.outcomes, _ordered_outcomes),
+                             _counts(tally.actions, _ordered_actions), format_time(tally.first_ns, 3),
+                             format_time(tally.last_ns, 3), visible(name_of(key))] for key, tally in inner.items()]
+                for _, _, inner in groups}
+        table.fit(row for block in rows.values() for row in block)
+        lines = ["", f"{title} ({len(groups)}, failures and denials first)"]
+        for heading, tally, inner in groups:
+            lines.append("")
+            lines.append(f"{visible(heading)}  —  {_accesses(tally.count)} ({_counts(tally.outcomes, _ordered_outcomes)}), "
+                         f"{format_time(tally.first_ns, 3)} .. {format_time(tally.last_ns, 3)}")
+            lines.append(table.header())
+            for row in rows[id(inner)]:
+                lines += table.line(row)
+        return lines
+
+    out += nested("RESOURCES", [(f"{r.uri} [{r.resource_type}]", r.tally, r.principals) for r in report.resources],
+                  "PRINCIPAL", principal_text)
+    out += nested("PRINCIPALS", [(principal_text(p.principal), p.tally, p.resources) for p in report.principals],
+                  "RESOURCE", str)
+    if report.errors:
+        out += ["", f"INPUT PROBLEMS ({len(report.errors)})"] + [visible(e) for e in report.errors]
+    return "\n".join(out) + "\n"
+
+
+# -- json ------------------------------------------------------------------------
+
+def _principal_json(principal: Principal) -> dict:
+    return {"user": principal[0], "enduser": principal[1]}
+
+
+def render_json(report: Report) -> str:
+    """The report as JSON, structure version :data:`REPORT_FORMAT_VERSION` (documented in the README).
+
+    Times are UTC ISO 8601 strings with microseconds; ``enduser`` is ``null`` when
+    the access was not made for an application end user.
+    """
+    t = report.tally
+    document = {
+        "format": "otel-audit-report",
+        "version": REPORT_FORMAT_VERSION,
+        "inputs": report.files,
+        "input_errors": [{"file": e.path, "line": e.line or None, "message": e.message} for e in report.errors],
+        "filters": report.filters.describe(),
+        "summary": {
+            "records": t.count,
+            "duplicates_ignored": report.duplicates,
+            "resources": len(report.resources),
+            "principals": len(report.principals),
+            "outcomes": {name: t.outcomes[name] for name in schema.OUTCOMES} | {
+                name: t.outcomes[name] for name in t.outcomes if name not in schema.OUTCOMES},
+            "first_seen": format_time(t.first_ns) if t.count else None,
+            "last_seen": format_time(t.last_ns) if t.count else None,
+        },
+        "failures_and_denials": [
+            {"resource": g.resource, "resource_type": g.resource_type, **_principal_json(g.principal),
+             "action": g.action, "outcome": g.outcome, "error_type": g.error_type,
+             "apis": sorted(g.apis), "call_sites": sorted(g.call_sites),
+             "count": g.tally.count, "first_seen": format_time(g.tally.first_ns),
+             "last_seen": format_time(g.tally.last_ns)}
+            for g in report.problems
+        ],
+        "resources": [
+            {"resource": r.uri, "resource_type": r.resource_type, **r.tally.as_json(),
+             "principals": [{**_principal_json(p), **tally.as_json()} for p, tally in r.principals.items()]}
+            for r in report.resources
+        ],
+        "principals": [
+            {**_principal_json(p.principal), **p.tally.as_json(),
+             "resources": [{"resource": uri, **tally.as_json()} for uri, tally in p.resources.items()]}
+            for p in report.principals
+        ],
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+# -- csv -------------------------------------------------------------------------
+
+CSV_COLUMNS = ("resource", "resource_type", "user", "enduser", "action", "outcome", "error_type",
+               "count", "first_seen", "last_seen")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a leading ``'`` before ``= + - @`` (and tab, CR)."""
+    if value is None:
+        return ""
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    if text.startswith(_FORMULA_STARTS):
+        text = "'" + text
+    return visible(text)
+
+
+def render_csv(report: Report) -> str:
+    """One row per (resource, user, enduser, action, outcome, error type): failures and denials first."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for (uri, kind, user, enduser, action, outcome, error_type), tally in report.flat:
+        writer.writerow([spreadsheet_safe(v) for v in (uri, kind, user, enduser, action, outcome, error_type,
+                                                       tally.count, format_time(tally.first_ns),
+                                                       format_time(tally.last_ns))])
+    return buffer.getvalue()
+
+
+# -- html ------------------------------------------------------------------------
+
+def _h(value: object) -> str:
+    """Record text for HTML: non-printables made visible, then HTML-escaped (quotes too)."""
+    return html.escape(visible(value), quote=True)
+
+
+_PLOT_WIDTH = 860
+_LABEL_WIDTH = 300
+_LANE_HEIGHT = 24
+_AXIS_HEIGHT = 34
+_BUCKET = 3  # marks of one lane, action and outcome closer than this (in plot units) are drawn as one
+_LABEL_CHARS = 44
+_TICK_STEPS_NS = [n * 1_000_000 for n in (1, 2, 5, 10, 20, 50, 100, 200, 500)] + [
+    n * 1_000_000_000 for n in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+                                21600, 43200, 86400, 172800, 604800, 2592000, 7776000, 31536000)]
+
+
+def _elide(text: str, limit: int = _LABEL_CHARS) -> str:
+    """Middle-elided label (the full text is in the lane's hover title and the tables)."""
+    return text if len(text) <= limit else text[: limit // 3] + "…" + text[-(limit - limit // 3 - 1):]
+
+
+def _ticks(first_ns: int, last_ns: int) -> list[int]:
+    span = max(last_ns - first_ns, 1)
+    step = next((s for s in _TICK_STEPS_NS if span / s <= 8), _TICK_STEPS_NS[-1])
+    start = -(-first_ns // step) * step
+    return list(range(start, last_ns + 1, step))
+
+
+def _tick_label(time_ns: int, span_ns: int) -> str:
+    text = format_time(time_ns, 3)  # 2024-05-01T09:30:00.123Z
+    if span_ns < 2_000_000_000:
+        return text[11:23]
+    if span_ns < 86_400_000_000_000:
+        return text[11:19]
+    return text[:16].replace("T", " ")
+
+
+_MARK_SHAPES = {
+    schema.ACTION_READ: '<circle class="{cls}" cx="{x:.1f}" cy="{y}" r="5.5"',
+    schema.ACTION_WRITE: '<rect class="{cls}" x="{x0:.1f}" y="{y0}" width="10" height="10" rx="1.5"',
+    schema.ACTION_DELETE: '<path class="{cls}" d="M{x:.1f} {y0} l6 6 l-6 6 l-6 -6 z"',
+    schema.ACTION_LIST: '<path class="{cls}" d="M{x:.1f} {y0} l6 11 l-12 0 z"',
+}
+
+
+def _timeline(report: Report, lanes: list[tuple[str, str, list[Record]]], lane_kind: str) -> str:
+    """An SVG swimlane chart: one lane per resource (or principal), a mark per access (or per
+    accesses too close to tell apart, with their count), shape by action, colour by outcome."""
+    t = report.tally
+    span = max(t.last_ns - t.first_ns, 1)
+    height = _AXIS_HEIGHT + len(lanes) * _LANE_HEIGHT + 8
+    width = _LABEL_WIDTH + _PLOT_WIDTH + 20
+
+    def x_of(time_ns: int) -> float:
+        if t.last_ns == t.first_ns:
+            return _LABEL_WIDTH + _PLOT_WIDTH / 2
+        return _LABEL_WIDTH + (time_ns - t.first_ns) / span * _PLOT_WIDTH
+
+    parts = [f'<svg class="timeline" data-lanes="{lane_kind}" viewBox="0 0 {width} {height}" '
+             f'width="{width}" height="{height}" role="img" xmlns="http://www.w3.org/2000/svg">',
+             f'<title>Accesses over time, one lane per {lane_kind}</title>']
+    for tick in _ticks(t.first_ns, t.last_ns) if t.count else []:
+        x = x_of(tick)
+        parts.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{_AXIS_HEIGHT - 6}" y2="{height - 8}"/>'
+                     f'<text class="tick" x="{x:.1f}" y="{_AXIS_HEIGHT - 12}" text-anchor="middle">'
+                     f'{_h(_tick_label(tick, span))}</text>')
+    for index, (label, full, records) in enumerate(lanes):
+        top = _AXIS_HEIGHT + index * _LANE_HEIGHT
+        y = top + _LANE_HEIGHT // 2
+        problem = any(r.is_problem for r in records)
+        parts.append(f'<g class="lane{" problem-lane" if problem else ""}" data-lane="{_h(full)}">'
+                     f'<rect class="lane-bg" x="0" y="{top}" width="{width}" height="{_LANE_HEIGHT}"/>'
+                     f'<text class="lane-label" x="{_LABEL_WIDTH - 12}" y="{y + 4}" text-anchor="end">'
+                     f'<title>{_h(full)}</title>{_h(label)}</text>'
+                     f'<line class="lane-line" x1="{_LABEL_WIDTH}" x2="{_LABEL_WIDTH + _PLOT_WIDTH}" y1="{y}" y2="{y}"/>')
+        buckets: dict[tuple, list[Record]] = {}
+        for record in records:
+            key = (round(x_of(record.time_ns) / _BUCKET), record.action, record.outcome)
+            buckets.setdefault(key, []).append(record)
+        # successes first, so failures and denials are drawn on top
+        for (_, action, outcome), group in sorted(buckets.items(), key=lambda kv: -OUTCOME_RANK.get(kv[0][2], 2)):
+            first = group[0]
+            x = sum(x_of(r.time_ns) for r in group) / len(group)
+            outcome_class = outcome if outcome in schema.OUTCOMES else "unknown"
+            cls = f"mark outcome-{outcome_class}"
+            shape = _MARK_SHAPES.get(action, _MARK_SHAPES[schema.ACTION_READ])
+            if len(group) == 1:
+                detail = (f"{format_time(first.time_ns, 3)}\n{first.principal} {first.action} {first.resource}\n"
+                          f"via {first.api}: {first.outcome_detail}\nat {first.call_site}")
+            else:
+                kinds = Counter(r.outcome_detail for r in group)
+                whos = sorted({r.principal for r in group})
+                detail = (f"{len(group)} accesses, {format_time(group[0].time_ns, 3)} .. "
+                          f"{format_time(group[-1].time_ns, 3)}\n{', '.join(whos)} {action} {first.resource}\n"
+                          + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+            parts.append(shape.format(cls=cls, x=x, y=y, x0=x - 5, y0=y - 6 if action != schema.ACTION_WRITE else y - 5)
+                         + f' data-count="{len(group)}" data-outcome="{_h(outcome_class)}">'
+                         f'<title>{_h(detail)}</title></{shape.split()[0][1:]}>')
+        parts.append("</g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _html_table(caption: str, headers: Sequence[str], rows: list[tuple[str, Sequence[object]]], table_id: str) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        f'<tr class="{row_class}">' + "".join(
+            f'<td class="num">{cell}</td>' if isinstance(cell, int) else f"<td>{_h(cell)}</td>" for cell in cells)
+        + "</tr>"
+        for row_class, cells in rows)
+    return (f'<section class="card"><h2>{html.escape(caption)}</h2>'
+            f'<table id="{table_id}" class="filterable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            f'</section>')
+
+
+def _row_class(tally: Tally) -> str:
+    if tally.outcomes[schema.OUTCOME_DENIED]:
+        return "row-denied"
+    return "row-failure" if tally.problems else "row-success"
+
+
+_CSS = """
+:root { --ok:#2f9e74; --fail:#e8890c; --deny:#d63a3a; --ink:#1f2630; --muted:#67707c; --line:#e4e7ec; --bg:#f6f7f9; }
+* { box-sizing: border-box; }
+body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; color:var(--ink); background:var(--bg); }
+header { padding:22px 32px 14px; background:#1f2630; color:#fff; }
+header h1 { margin:0 0 4px; font-size:22px; font-weight:600; }
+header .meta { color:#b9c1cc; font-size:13px; word-break:break-all; }
+main { padding:18px 32px 40px; }
+.cards { display:flex; flex-wrap:wrap; gap:12px; margin-bottom:16px; }
+.stat { background:#fff; border:1px solid var(--line); border-radius:10px; padding:10px 16px; min-width:130px; }
+.stat b { display:block; font-size:26px; font-weight:650; }
+.stat span { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
+.stat.deny b { color:var(--deny); } .stat.fail b { color:var(--fail); } .stat.ok b { color:var(--ok); }
+.stat.zero b { color:var(--muted); }
+.alert { background:#fdecec; border:1px solid #f3b5b5; color:#8a1f1f; border-radius:10px; padding:10px 16px; margin-bottom:16px; }
+.card { background:#fff; border:1px solid var(--line); border-radius:10px; padding:14px 18px; margin-bottom:18px; overflow-x:auto; }
+h2 { font-size:16px; margin:0 0 10px; }
+.controls { display:flex; flex-wrap:wrap; gap:18px; align-items:center; margin-bottom:8px; color:var(--muted); font-size:13px; }
+.controls label { cursor:pointer; user-select:none; }
+.controls button { border:1px solid var(--line); background:#fff; border-radius:6px; padding:3px 10px; cursor:pointer; font:inherit; }
+.controls button.active { background:#1f2630; color:#fff; border-color:#1f2630; }
+.swatch { display:inline-block; width:11px; height:11px; border-radius:50%; vertical-align:-1px; margin-right:4px; }
+.timeline { display:block; max-width:100%; height:auto; }
+.timeline .tick { font-size:11px; fill:var(--muted); }
+.timeline .grid { stroke:var(--line); }
+.timeline .lane-bg { fill:transparent; }
+.timeline .lane:nth-of-type(odd) .lane-bg { fill:#fafbfc; }
+.timeline .lane:hover .lane-bg { fill:#eef3fb; }
+.timeline .lane-label { font-size:12px; fill:var(--ink); font-family:ui-monospace,SFMono-Regular,Menlo,monospace; }
+.timeline .problem-lane .lane-label { fill:var(--deny); font-weight:600; }
+.timeline .lane-line { stroke:#d5d9df; stroke-dasharray:2 3; }
+.mark { stroke:#fff; stroke-width:1.2; cursor:default; }
+.mark:hover { stroke:var(--ink); stroke-width:2; }
+.outcome-success { fill:var(--ok); } .outcome-failure { fill:var(--fail); } .outcome-denied { fill:var(--deny); }
+.outcome-unknown { fill:#888; }
+.hidden { display:none; }
+table { border-collapse:collapse; width:100%; font-size:13px; }
+th { text-align:left; font-weight:600; color:var(--muted); border-bottom:2px solid var(--line); padding:6px 8px; white-space:nowrap; }
+td { border-bottom:1px solid var(--line); padding:5px 8px; vertical-align:top; word-break:break-all; }
+td.num { text-align:right; font-variant-numeric:tabular-nums; word-break:normal; }
+tr.row-denied td:first-child { border-left:4px solid var(--deny); }
+tr.row-failure td:first-child { border-left:4px solid var(--fail); }
+tr.row-success td:first-child { border-left:4px solid transparent; }
+tr.row-denied { background:#fdf1f1; } tr.row-failure { background:#fef7ec; }
+tr.group td { background:#f0f2f5; font-weight:600; }
+input[type=search] { padding:5px 10px; border:1px solid var(--line); border-radius:6px; min-width:280px; font:inherit; }
+.errors li { font-family:ui-monospace,monospace; font-size:12px; word-break:break-all; }
+"""
+
+# The script only reads the page it is in (no record data is ever put inside it).
+_JS = """
+(function () {
+  var hidden = {};
+  function applyOutcomes() {
+    document.querySelectorAll('.mark').forEach(function (m) {
+      m.classList.toggle('hidden', !!hidden[m.getAttribute('data-outcome')]);
+    });
+  }
+  document.querySelectorAll('input[data-outcome-toggle]').forEach(function (box) {
+    box.addEventListener('change', function () {
+      hidden[box.getAttribute('data-outcome-toggle')] = !box.checked; applyOutcomes();
+    });
+  });
+  document.querySelectorAll('button[data-lanes]').forEach(function (button) {
+    button.addEventListener('click', function () {
+      var kind = button.getAttribute('data-lanes');
+      document.querySelectorAll('svg.timeline').forEach(function (svg) {
+        svg.classList.toggle('hidden', svg.getAttribute('data-lanes') !== kind);
+      });
+      document.querySelectorAll('button[data-lanes]').forEach(function (b) { b.classList.toggle('active', b === button); });
+    });
+  });
+  var search = document.getElementById('search');
+  search.addEventListener('input', function () {
+    var needle = search.value.toLowerCase();
+    document.querySelectorAll('table.filterable tbody tr').forEach(function (row) {
+      row.classList.toggle('hidden', needle !== '' && row.textContent.toLowerCase().indexOf(needle) < 0);
+    });
+  });
+  var marks = 0, accesses = 0;
+  document.querySelectorAll('svg.timeline[data-lanes=resource] .mark').forEach(function (m) {
+    marks += 1; accesses += parseInt(m.getAttribute('data-count'), 10);
+  });
+  document.body.setAttribute('data-marks', String(marks));
+  document.body.setAttribute('data-accesses', String(accesses));
+  document.body.setAttribute('data-ready', 'true');
+})();
+"""
+
+
+def render_html(report: Report, generated_ns: int) -> str:
+    """One self-contained page: summary, a timeline, then the tables, failures and denials first."""
+    t = report.tally
+    script_hash = base64.b64encode(hashlib.sha256(_JS.encode()).digest()).decode()
+    csp = f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'"
+
+    by_resource: dict[str, list[Record]] = {}
+    by_principal: dict[str, list[Record]] = {}
+    for record in report.records:
+        by_resource.setdefault(record.resource or "?", []).append(record)
+        by_principal.setdefault(record.principal, []).append(record)
+    resource_lanes = [(_elide(r.uri), f"{r.uri} [{r.resource_type}]: {r.tally.count} accesses", by_resource[r.uri])
+                      for r in report.resources]
+    principal_lanes = [(_elide(principal_text(p.principal)),
+                        f"{principal_text(p.principal)}: {p.tally.count} accesses", by_principal[principal_text(p.principal)])
+                       for p in report.principals]
+
+    def stat(label: str, value: int, kind: str = "") -> str:
+        return f'<div class="stat {kind}{" zero" if kind and not value else ""}" data-stat="{label}"><b>{value}</b><span>{label}</span></div>'
+
+    denied, failed = t.outcomes[schema.OUTCOME_DENIED], t.outcomes[schema.OUTCOME_FAILURE]
+    other = t.count - denied - failed - t.outcomes[schema.OUTCOME_SUCCESS]
+    files = ", ".join(f"{_h(f['file'])} ({f['records']} records)" for f in report.files)
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>otel-audit report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<header><h1>Audit report: who accessed what</h1>",
+        f'<div class="meta">{_h(_period(t))} · from {files} · filters: {_h(_filters_text(report.filters))}'
+        f" · generated {_h(format_time(generated_ns, 0))}</div></header><main>",
+        '<div class="cards">',
+        stat("accesses", t.count), stat("denied", denied, "deny"), stat("failed", failed, "fail"),
+        stat("succeeded", t.outcomes[schema.OUTCOME_SUCCESS], "ok"),
+        stat("resources", len(report.resources)), stat("principals", len(report.principals)),
+        *([stat("unknown outcome", other, "fail")] if other else []),
+        *([stat("duplicates ignored", report.duplicates)] if report.duplicates else []),
+        "</div>",
+    ]
+    if report.errors:
+        out.append(f'<div class="alert" id="input-problems-alert"><b>{len(report.errors)} input problem(s)</b>: '
+                   "some lines of the trail could not be read; everything readable is included. "
+                   'See "Input problems" at the end.</div>')
+    out.append('<section class="card"><h2>Timeline</h2><div class="controls">'
+               '<span>Lanes: <button type="button" data-lanes="resource" class="active">by resource</button> '
+               '<button type="button" data-lanes="principal">by principal</button></span>')
+    for outcome, label in ((schema.OUTCOME_DENIED, "denied"), (schema.OUTCOME_FAILURE, "failed"),
+                           (schema.OUTCOME_SUCCESS, "succeeded")):
+        out.append(f'<label><input type="checkbox" checked data-outcome-toggle="{outcome}">'
+                   f'<span class="swatch outcome-{outcome}" style="background:var(--{ {"denied": "deny", "failure": "fail", "success": "ok"}[outcome]})"></span>{label}</label>')
+    out.append('<span>● read ■ write ◆ delete ▲ list · hover a mark for details · times in UTC</span></div>')
+    if t.count:
+        out.append(_timeline(report, resource_lanes, "resource"))
+        out.append(_timeline(report, principal_lanes, "principal").replace('<svg class="timeline"', '<svg class="timeline hidden"', 1))
+    else:
+        out.append("<p>No records.</p>")
+    out.append("</section>")
+    out.append('<div class="controls"><input type="search" id="search" placeholder="Filter the tables (resource, user, error…)"></div>')
+
+    out.append(_html_table(
+        f"Failures and denials ({sum(g.tally.count for g in report.problems)})",
+        ("Outcome", "Error", "Count", "Resource", "Principal", "Action", "API", "Call site", "First seen", "Last seen"),
+        [("row-denied" if g.outcome == schema.OUTCOME_DENIED else "row-failure",
+          (g.outcome, g.error_type or ABSENT, g.tally.count, g.resource, principal_text(g.principal), g.action,
+           ", ".join(sorted(g.apis)), ", ".join(sorted(g.call_sites)), format_time(g.tally.first_ns, 3),
+           format_time(g.tally.last_ns, 3)))
+         for g in report.problems], "problems"))
+
+    def outcome_cells(tally: Tally) -> tuple:
+        return (tally.outcomes[schema.OUTCOME_DENIED], tally.outcomes[schema.OUTCOME_FAILURE],
+                tally.outcomes[schema.OUTCOME_SUCCESS])
+
+    resource_rows = []
+    for r in report.resources:
+        resource_rows.append((f"group {_row_class(r.tally)}", (r.uri, r.resource_type, "(all)", r.tally.count,
+                                                               *outcome_cells(r.tally), _counts(r.tally.actions, _ordered_actions),
+                                                               format_time(r.tally.first_ns, 3), format_time(r.tally.last_ns, 3))))
+        for who, tally in r.principals.items():
+            resource_rows.append((_row_class(tally), ("", "", principal_text(who), tally.count, *outcome_cells(tally),
+                                                      _counts(tally.actions, _ordered_actions),
+                                                      format_time(tally.first_ns, 3), format_time(tally.last_ns, 3))))
+    out.append(_html_table(f"Resources ({len(report.resources)})",
+                           ("Resource", "Type", "Principal", "Accesses", "Denied", "Failed", "Succeeded", "Actions",
+                            "First seen", "Last seen"), resource_rows, "resources"))
+    principal_rows = []
+    for p in report.principals:
+        principal_rows.append((f"group {_row_class(p.tally)}", (principal_text(p.principal), "(all)", p.tally.count,
+                                                                *outcome_cells(p.tally), _counts(p.tally.actions, _ordered_actions),
+                                                                format_time(p.tally.first_ns, 3), format_time(p.tally.last_ns, 3))))
+        for uri, tally in p.resources.items():
+            principal_rows.append((_row_class(tally), ("", uri, tally.count, *outcome_cells(tally),
+                                                       _counts(tally.actions, _ordered_actions),
+                                                       format_time(tally.first_ns, 3), format_time(tally.last_ns, 3))))
+    out.append(_html_table(f"Principals ({len(report.principals)})",
+                           ("Principal", "Resource", "Accesses", "Denied", "Failed", "Succeeded", "Actions",
+                            "First seen", "Last seen"), principal_rows, "principals"))
+    if report.errors:
+        out.append(f'<section class="card" id="input-problems"><h2>Input problems ({len(report.errors)})</h2><ul class="errors">'
+                   + "".join(f"<li>{_h(e)}</li>" for e in report.errors) + "</ul></section>")
+    out.append(f"</main><script>{_JS}</script></body></html>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,480 @@
+"""Reading audit trails: OTLP/JSON lines files back into records, with every problem on record.
+
+A trail file holds one OTLP/JSON ``ExportLogsServiceRequest`` per line, as the
+``audit_file`` sink and the OpenTelemetry Collector's ``file`` exporter write
+it.  Reading it::
+
+    records, errors = read_trails(["otel-audit.jsonl", "collector/audit.jsonl"])
+    wanted = RecordFilter(users=("alice",), outcomes=("denied",), since_ns=parse_time("2h"))
+    for record in sorted(records):
+        if wanted.matches(record): ...
+
+* :class:`Record` is one ``audit.access`` log record, attributes by the names
+  of :mod:`otel_audit.schema`.  A record that lacks a required attribute is
+  still returned (its missing values read ``None``) *and* reported as an error:
+  an audit reader never hides what it could read.
+* :class:`TrailError` names the file and line of each problem: a line that is
+  not OTLP/JSON, invalid UTF-8, an unreadable file.  One bad line never hides the
+  valid lines around it.
+* Log records that are not ``audit.access`` events (application logs sharing a
+  collector's file) are not audit records: they are counted in
+  :attr:`TrailFile.skipped`, so the command can say how many it left out.
+* :class:`TrailFile` reads a file incrementally, which is what ``show --follow``
+  polls: only complete lines are parsed (a line being written waits for its
+  newline), and a truncated or rotated file is reopened from its start.
+* ``-`` is standard input.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Iterable, Mapping
+from urllib.parse import unquote, urlsplit
+
+from otel_audit import schema
+
+STDIN = "-"
+SERVICE_NAME = "service.name"  # resource attribute (OpenTelemetry semantic conventions)
+
+
+@dataclass(frozen=True)
+class TrailError:
+    """A problem with the input: ``path:line: message`` (``line`` is 0 for the file as a whole)."""
+
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One ``audit.access`` record as written; ``source`` is ``path:line`` of the line that carried it."""
+
+    time_ns: int
+    attributes: Mapping[str, object]
+    body: str
+    severity: str
+    trace_id: str
+    span_id: str
+    resource_attributes: Mapping[str, object]
+    source: str
+
+    def text(self, name: str) -> str | None:
+        value = self.attributes.get(name)
+        return None if value is None else str(value)
+
+    @property
+    def user(self) -> str | None:
+        return self.text(schema.USER_NAME)
+
+    @property
+    def enduser(self) -> str | None:
+        return self.text(schema.ENDUSER_ID)
+
+    @property
+    def principal(self) -> str:
+        """Who made the access, as the record body says it: ``alice`` or ``svc (for bob)``."""
+        principal = self.user if self.user is not None else "?"
+        return principal if self.enduser is None else f"{principal} (for {self.enduser})"
+
+    @property
+    def action(self) -> str | None:
+        return self.text(schema.AUDIT_ACTION)
+
+    @property
+    def outcome(self) -> str | None:
+        return self.text(schema.AUDIT_OUTCOME)
+
+    @property
+    def error_type(self) -> str | None:
+        return self.text(schema.ERROR_TYPE)
+
+    @property
+    def outcome_detail(self) -> str:
+        """``success``, ``failure: FileNotFoundError``, ``denied: AccessDenied``."""
+        outcome = self.outcome if self.outcome is not None else "?"
+        return outcome if self.error_type is None else f"{outcome}: {self.error_type}"
+
+    @property
+    def resource(self) -> str | None:
+        return self.text(schema.AUDIT_RESOURCE_URI)
+
+    @property
+    def resource_type(self) -> str | None:
+        return self.text(schema.AUDIT_RESOURCE_TYPE)
+
+    @property
+    def api(self) -> str | None:
+        return self.text(schema.AUDIT_API)
+
+    @property
+    def file_path(self) -> str | None:
+        return self.text(schema.FILE_PATH)
+
+    @property
+    def record_id(self) -> str | None:
+        return self.text(schema.AUDIT_RECORD_ID)
+
+    @property
+    def service(self) -> str | None:
+        value = self.resource_attributes.get(SERVICE_NAME)
+        return None if value is None else str(value)
+
+    @property
+    def call_site(self) -> str:
+        path = self.text(schema.CODE_FILE_PATH)
+        line = self.text(schema.CODE_LINE_NUMBER)
+        return f"{path if path is not None else '?'}:{line if line is not None else '?'}"
+
+    @property
+    def is_problem(self) -> bool:
+        """A failure or a denial: what an auditor looks at first."""
+        return self.outcome != schema.OUTCOME_SUCCESS
+
+
+# -- decoding ----------------------------------------------------------------
+
+def _any_value(value: object) -> object:
+    """An OTLP/JSON ``AnyValue`` as a plain value (int64 arrives as a string or a number)."""
+    if not isinstance(value, dict) or not value:
+        return None
+    (kind, raw), = list(value.items())[:1]
+    if kind == "intValue":
+        return int(raw)
+    if kind == "arrayValue":
+        return [_any_value(v) for v in raw.get("values", [])]
+    if kind == "kvlistValue":
+        return {kv["key"]: _any_value(kv.get("value")) for kv in raw.get("values", [])}
+    return raw
+
+
+def _key_values(items: object) -> dict:
+    if items is None:
+        return {}
+    if not isinstance(items, list):
+        raise TypeError(f"attributes is a {type(items).__name__}, not a list")
+    return {kv["key"]: _any_value(kv.get("value")) for kv in items}
+
+
+def _is_audit_record(log: dict, scope: dict) -> bool:
+    # eventName is the schema's marker; the scope name also identifies writers that drop eventName.
+    return log.get("eventName") == schema.EVENT_NAME or scope.get("name") == schema.SCOPE_NAME
+
+
+def decode_line(line: str, path: str, number: int) -> tuple[list[Record], list[TrailError], int]:
+    """The audit records in one OTLP/JSON line, problems found, and how many non-audit log records it held.
+
+    Raises ``ValueError`` when the line is not an OTLP/JSON logs request at all.
+    """
+    try:
+        document = json.loads(line)
+        resource_logs_list = document["resourceLogs"]
+        if not isinstance(resource_logs_list, list):
+            raise TypeError("resourceLogs is not a list")
+        records, problems, skipped = [], [], 0
+        for resource_logs in resource_logs_list:
+            resource = _key_values((resource_logs.get("resource") or {}).get("attributes"))
+            for scope_logs in resource_logs.get("scopeLogs") or []:
+                scope = scope_logs.get("scope") or {}
+                for log in scope_logs.get("logRecords") or []:
+                    if not _is_audit_record(log, scope):
+                        skipped += 1
+                        continue
+                    attributes = _key_values(log.get("attributes"))
+                    time_ns = int(log.get("timeUnixNano") or 0) or int(log.get("observedTimeUnixNano") or 0)
+                    record = Record(
+                        time_ns=time_ns,
+                        attributes=attributes,
+                        body=str(_any_value(log.get("body")) or ""),
+                        severity=str(log.get("severityText") or ""),
+                        trace_id=str(log.get("traceId") or "").lower(),
+                        span_id=str(log.get("spanId") or "").lower(),
+                        resource_attributes=resource,
+                        source=f"{path}:{number}",
+                    )
+                    missing = sorted(schema.REQUIRED_ATTRIBUTES - attributes.keys())
+                    if missing:
+                        problems.append(TrailError(path, number, f"audit record lacks {', '.join(missing)} (shown with '?')"))
+                    if not time_ns:
+                        problems.append(TrailError(path, number, "audit record has no timestamp (shown as the earliest)"))
+                    records.append(record)
+        return records, problems, skipped
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"not an OTLP/JSON logs line ({type(exc).__name__}: {exc})") from exc
+
+
+# -- reading files -----------------------------------------------------------
+
+def display_path(path: str) -> str:
+    return "<stdin>" if path == STDIN else path
+
+
+class TrailFile:
+    """A trail file read incrementally: call :meth:`read` again to get what was appended since.
+
+    Only complete lines are decoded.  With ``at_eof_partial_is_error`` (a one-shot
+    read) a last line without its newline is decoded too, and reported if it
+    does not parse (a writer died mid-line).  When the file shrinks (truncated) or
+    its path names another file (rotated), the old file is read to its end and
+    the new one from its start.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.name = display_path(path)
+        self.skipped = 0  # log records that are not audit.access events
+        self.records_read = 0
+        self._stream: io.BufferedReader | None = None
+        self._identity: tuple[int, int] | None = None
+        self._position = 0
+        self._line = 0
+        self._partial = b""
+        self._missing_reported = False
+
+    # The stream is binary: a line of invalid UTF-8 is one bad line, not an unreadable file.
+    def _open(self) -> None:
+        if self.path == STDIN:
+            self._stream = sys.stdin.buffer
+            self._identity = None
+        else:
+            self._stream = open(self.path, "rb")
+            info = os.fstat(self._stream.fileno())
+            self._identity = (info.st_dev, info.st_ino)
+        self._position = 0
+        self._line = 0
+        self._partial = b""
+
+    def close(self) -> None:
+        if self._stream is not None and self.path != STDIN:
+            self._stream.close()
+        self._stream = None
+
+    def _replaced(self) -> str | None:
+        """Why the open file is no longer the one at ``path`` (``None`` while it still is)."""
+        if self.path == STDIN or self._stream is None:
+            return None
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return None  # moved away and not yet recreated: keep reading the old one
+        if (info.st_dev, info.st_ino) != self._identity:
+            return "replaced (rotated)"
+        if info.st_size < self._position:
+            return "truncated"
+        return None
+
+    def read(self, final: bool = True) -> tuple[list[Record], list[TrailError], list[str]]:
+        """New records, problems, and notices (reopened after rotation...) since the last call.
+
+        ``final``: the file is complete, so a last line without a newline is decoded
+        now rather than waited for.
+        """
+        records: list[Record] = []
+        errors: list[TrailError] = []
+        notices: list[str] = []
+        if self._stream is None:
+            try:
+                self._open()
+            except OSError as exc:
+                if not self._missing_reported:
+                    errors.append(TrailError(self.name, 0, f"cannot read: {exc.strerror or exc}"))
+                    self._missing_reported = True
+                return records, errors, notices
+            if self._missing_reported:
+                notices.append(f"{self.name}: now readable, reading it")
+                self._missing_reported = False
+        reason = self._replaced()
+        self._drain(records, errors, final=final or reason is not None)
+        if reason is not None:
+            notices.append(f"{self.name}: {reason}; reading it again from its start")
+            self.close()
+            try:
+                self._open()
+            except OSError as exc:
+                errors.append(TrailError(self.name, 0, f"cannot read: {exc.strerror or exc}"))
+                self._missing_reported = True
+                return records, errors, notices
+            self._drain(records, errors, final=final)
+        return records, errors, notices
+
+    def _drain(self, records: list[Record], errors: list[TrailError], final: bool) -> None:
+        assert self._stream is not None
+        try:
+            chunk = self._stream.read()
+        except OSError as exc:
+            errors.append(TrailError(self.name, 0, f"cannot read: {exc.strerror or exc}"))
+            return
+        chunk = chunk or b""
+        self._position += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # b"" when data ends with a newline
+        if final and self._partial:
+            lines.append(self._partial)
+            self._partial = b""
+        for raw in lines:
+            self._line += 1
+            self._decode(raw, records, errors)
+
+    def _decode(self, raw: bytes, records: list[Record], errors: list[TrailError]) -> None:
+        if not raw.strip():
+            return
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            errors.append(TrailError(self.name, self._line, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
+            return
+        try:
+            found, problems, skipped = decode_line(line, self.name, self._line)
+        except ValueError as exc:
+            errors.append(TrailError(self.name, self._line, str(exc)))
+            return
+        records.extend(found)
+        errors.extend(problems)
+        self.records_read += len(found)
+        self.skipped += skipped
+
+
+def read_trails(paths: Iterable[str]) -> tuple[list[Record], list[TrailError], list[TrailFile]]:
+    """Every audit record in ``paths`` (in file order), every problem, and the files read (for their counts)."""
+    records: list[Record] = []
+    errors: list[TrailError] = []
+    files = []
+    for path in paths:
+        trail = TrailFile(path)
+        found, problems, _ = trail.read(final=True)
+        trail.close()
+        records.extend(found)
+        errors.extend(problems)
+        files.append(trail)
+    return records, errors, files
+
+
+def by_time(records: Iterable[Record]) -> list[Record]:
+    """Oldest first; records of the same instant keep their input order."""
+    return sorted(records, key=lambda record: record.time_ns)
+
+
+# -- filters -----------------------------------------------------------------
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(text: str, now: datetime | None = None) -> int:
+    """Nanoseconds since the epoch for ``--since``/``--until``.
+
+    ISO 8601 (``2024-05-01``, ``2024-05-01T09:30``, ``2024-05-01T09:30:00+02:00``,
+    ``...Z``; without an offset it is UTC, as the command prints times) or a
+    duration before now: ``30s``, ``15m``, ``2h``, ``7d``, ``1w``.
+    Raises ``ValueError`` with the accepted forms.
+    """
+    relative = _RELATIVE.match(text)
+    if relative:
+        now = now or datetime.now(timezone.utc)
+        moment = now - timedelta(**{_UNITS[relative.group(2)]: float(relative.group(1))})
+    else:
+        try:
+            moment = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is neither an ISO 8601 time (2024-05-01T09:30:00Z) "
+                             "nor a duration before now (30s, 15m, 2h, 7d, 1w)") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def _resource_globs(pattern: str) -> tuple[str, ...]:
+    """What ``--resource PATTERN`` is matched as, given what people type.
+
+    ``s3://bucket/*`` and ``file:///data/*`` match the URI; ``/data/*.csv`` the
+    local path; a relative ``data/*.csv`` or ``customers.csv`` the end of a
+    path (any directory above it); a trailing ``/`` everything under it.
+    """
+    if pattern.endswith("/"):
+        pattern += "*"
+    globs = [pattern]
+    if "://" not in pattern and not pattern.startswith(("/", "*")):
+        globs.append("*/" + pattern)
+    return tuple(globs)
+
+
+@dataclass(frozen=True)
+class RecordFilter:
+    """The ``show``/``report`` filters; each given one must match (values within one are alternatives)."""
+
+    users: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    outcomes: tuple[str, ...] = ()
+    since_ns: int | None = None  # inclusive
+    until_ns: int | None = None  # exclusive
+    _resource_globs: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_resource_globs", tuple(g for p in self.resources for g in _resource_globs(p)))
+
+    def matches(self, record: Record) -> bool:
+        if self.since_ns is not None and record.time_ns < self.since_ns:
+            return False
+        if self.until_ns is not None and record.time_ns >= self.until_ns:
+            return False
+        if self.actions and record.action not in self.actions:
+            return False
+        if self.outcomes and record.outcome not in self.outcomes:
+            return False
+        if self.users and not any(
+            name is not None and fnmatch.fnmatchcase(name, pattern)
+            for pattern in self.users for name in (record.user, record.enduser)
+        ):
+            return False
+        if self._resource_globs:
+            names = [record.resource, record.file_path]
+            if record.resource and record.resource.startswith("file://"):
+                # the URI is percent-encoded; people type the path
+                names += [unquote(record.resource), unquote(urlsplit(record.resource).path)]
+            if not any(
+                name and fnmatch.fnmatchcase(name, glob) for glob in self._resource_globs for name in names
+            ):
+                return False
+        return True
+
+    def describe(self) -> dict:
+        """The filters as given, for reports (``None``/empty: not filtered)."""
+        return {
+            "user": list(self.users),
+            "resource": list(self.resources),
+            "action": list(self.actions),
+            "outcome": list(self.outcomes),
+            "since": format_time(self.since_ns) if self.since_ns is not None else None,
+            "until": format_time(self.until_ns) if self.until_ns is not None else None,
+        }
+
+    @property
+    def active(self) -> bool:
+        return bool(self.users or self.resources or self.actions or self.outcomes
+                    or self.since_ns is not None or self.until_ns is not None)
+
+
+def format_time(time_ns: int, digits: int = 6) -> str:
+    """UTC ISO 8601 with ``Z``: ``2024-05-01T09:30:00.123456Z`` (``digits`` 3 or 6 after the second)."""
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds)
+    fraction = f"{nanos:09d}"[:digits]
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if digits else "") + "Z"
+
+
+__all__ = ["Record", "RecordFilter", "TrailError", "TrailFile", "by_time", "decode_line", "format_time",
+           "parse_time", "read_trails", "STDIN"]
