@@ -492,7 +492,8 @@ _LABEL_WIDTH = 300
 _LANE_HEIGHT = 24
 _AXIS_HEIGHT = 34
 _BUCKET = 3  # marks of one lane, action and outcome closer than this (in plot units) are drawn as one
-_LABEL_CHARS = 44
+_LABEL_CHARS = 38
+_COUNT_WIDTH = 56  # the accesses count at the right of each lane
 _TICK_STEPS_NS = [n * 1_000_000 for n in (1, 2, 5, 10, 20, 50, 100, 200, 500)] + [
     n * 1_000_000_000 for n in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
                                 21600, 43200, 86400, 172800, 604800, 2592000, 7776000, 31536000)]
@@ -533,7 +534,7 @@ def _timeline(report: Report, lanes: list[tuple[str, str, list[Record]]], lane_k
     t = report.tally
     span = max(t.last_ns - t.first_ns, 1)
     height = _AXIS_HEIGHT + len(lanes) * _LANE_HEIGHT + 8
-    width = _LABEL_WIDTH + _PLOT_WIDTH + 20
+    width = _LABEL_WIDTH + _PLOT_WIDTH + 12 + _COUNT_WIDTH
 
     def x_of(time_ns: int) -> float:
         if t.last_ns == t.first_ns:
@@ -543,6 +544,9 @@ def _timeline(report: Report, lanes: list[tuple[str, str, list[Record]]], lane_k
     parts = [f'<svg class="timeline" data-lanes="{lane_kind}" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" role="img" xmlns="http://www.w3.org/2000/svg">',
              f'<title>Accesses over time, one lane per {lane_kind}</title>']
+    parts.append(f'<text class="axis-caption" x="{_LABEL_WIDTH - 12}" y="{_AXIS_HEIGHT - 12}" text-anchor="end">'
+                 f'{_h(format_time(t.first_ns, 0)[:10])} UTC</text>'
+                 f'<text class="axis-caption" x="{width - 6}" y="{_AXIS_HEIGHT - 12}" text-anchor="end">accesses</text>')
     for tick in _ticks(t.first_ns, t.last_ns) if t.count else []:
         x = x_of(tick)
         parts.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{_AXIS_HEIGHT - 6}" y2="{height - 8}"/>'
@@ -551,12 +555,15 @@ def _timeline(report: Report, lanes: list[tuple[str, str, list[Record]]], lane_k
     for index, (label, full, records) in enumerate(lanes):
         top = _AXIS_HEIGHT + index * _LANE_HEIGHT
         y = top + _LANE_HEIGHT // 2
-        problem = any(r.is_problem for r in records)
-        parts.append(f'<g class="lane{" problem-lane" if problem else ""}" data-lane="{_h(full)}">'
+        outcomes = {r.outcome for r in records}
+        lane_class = ("lane denied-lane" if schema.OUTCOME_DENIED in outcomes
+                      else "lane failure-lane" if outcomes - {schema.OUTCOME_SUCCESS} else "lane")
+        parts.append(f'<g class="{lane_class}" data-lane="{_h(full)}">'
                      f'<rect class="lane-bg" x="0" y="{top}" width="{width}" height="{_LANE_HEIGHT}"/>'
                      f'<text class="lane-label" x="{_LABEL_WIDTH - 12}" y="{y + 4}" text-anchor="end">'
                      f'<title>{_h(full)}</title>{_h(label)}</text>'
-                     f'<line class="lane-line" x1="{_LABEL_WIDTH}" x2="{_LABEL_WIDTH + _PLOT_WIDTH}" y1="{y}" y2="{y}"/>')
+                     f'<line class="lane-line" x1="{_LABEL_WIDTH}" x2="{_LABEL_WIDTH + _PLOT_WIDTH}" y1="{y}" y2="{y}"/>'
+                     f'<text class="lane-count" x="{width - 6}" y="{y + 4}" text-anchor="end">{len(records)}</text>')
         buckets: dict[tuple, list[Record]] = {}
         for record in records:
             key = (round(x_of(record.time_ns) / _BUCKET), record.action, record.outcome)
@@ -585,16 +592,35 @@ def _timeline(report: Report, lanes: list[tuple[str, str, list[Record]]], lane_k
     return "".join(parts)
 
 
+# How a column's cells wrap: times never, paths anywhere (they have no spaces), the rest at spaces.
+_COLUMN_KINDS = {"Seen (UTC)": "time", "Resource": "path", "Call site": "path",
+                 "Principal": "path", "Error": "word", "API": "word", "Outcome": "word", "Action": "word"}
+
+
+def _cell_html(kind: str, text: str) -> str:
+    if kind == "time":  # first and last seen, one per line
+        return "<br>".join(_h(part) for part in text.split("\n"))
+    return _h(text)
+
+
 def _html_table(caption: str, headers: Sequence[str], rows: list[tuple[str, Sequence[object]]], table_id: str) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    kinds = [_COLUMN_KINDS.get(h, "") for h in headers]
     body = "".join(
         f'<tr class="{row_class}">' + "".join(
-            f'<td class="num">{cell}</td>' if isinstance(cell, int) else f"<td>{_h(cell)}</td>" for cell in cells)
+            f'<td class="num">{cell}</td>' if isinstance(cell, int) else f'<td class="{kind}">{_cell_html(kind, cell)}</td>'
+            for kind, cell in zip(kinds, cells))
         + "</tr>"
         for row_class, cells in rows)
     return (f'<section class="card"><h2>{html.escape(caption)}</h2>'
             f'<table id="{table_id}" class="filterable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
             f'</section>')
+
+
+def _seen(tally: Tally) -> str:
+    """First and last seen, one per line (one line when they are the same instant)."""
+    first, last = (format_time(n, 3).replace("T", " ").rstrip("Z") for n in (tally.first_ns, tally.last_ns))
+    return first if first == last else f"{first}\n{last}"
 
 
 def _row_class(tally: Tally) -> str:
@@ -632,7 +658,10 @@ h2 { font-size:16px; margin:0 0 10px; }
 .timeline .lane:nth-of-type(odd) .lane-bg { fill:#fafbfc; }
 .timeline .lane:hover .lane-bg { fill:#eef3fb; }
 .timeline .lane-label { font-size:12px; fill:var(--ink); font-family:ui-monospace,SFMono-Regular,Menlo,monospace; }
-.timeline .problem-lane .lane-label { fill:var(--deny); font-weight:600; }
+.timeline .denied-lane .lane-label { fill:var(--deny); font-weight:600; }
+.timeline .failure-lane .lane-label { fill:#b86a06; font-weight:600; }
+.timeline .lane-count { font-size:11px; fill:var(--muted); font-variant-numeric:tabular-nums; }
+.timeline .axis-caption { font-size:11px; fill:var(--muted); }
 .timeline .lane-line { stroke:#d5d9df; stroke-dasharray:2 3; }
 .mark { stroke:#fff; stroke-width:1.2; cursor:default; }
 .mark:hover { stroke:var(--ink); stroke-width:2; }
@@ -641,8 +670,11 @@ h2 { font-size:16px; margin:0 0 10px; }
 .hidden { display:none; }
 table { border-collapse:collapse; width:100%; font-size:13px; }
 th { text-align:left; font-weight:600; color:var(--muted); border-bottom:2px solid var(--line); padding:6px 8px; white-space:nowrap; }
-td { border-bottom:1px solid var(--line); padding:5px 8px; vertical-align:top; word-break:break-all; }
-td.num { text-align:right; font-variant-numeric:tabular-nums; word-break:normal; }
+td { border-bottom:1px solid var(--line); padding:5px 8px; vertical-align:top; overflow-wrap:break-word; }
+td.num { text-align:right; font-variant-numeric:tabular-nums; }
+td.word { white-space:nowrap; }
+td.time { white-space:nowrap; font-variant-numeric:tabular-nums; color:var(--muted); font-size:12px; }
+td.path { overflow-wrap:anywhere; min-width:11em; font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:12px; }
 tr.row-denied td:first-child { border-left:4px solid var(--deny); }
 tr.row-failure td:first-child { border-left:4px solid var(--fail); }
 tr.row-success td:first-child { border-left:4px solid transparent; }
@@ -756,11 +788,10 @@ def render_html(report: Report, generated_ns: int) -> str:
 
     out.append(_html_table(
         f"Failures and denials ({sum(g.tally.count for g in report.problems)})",
-        ("Outcome", "Error", "Count", "Resource", "Principal", "Action", "API", "Call site", "First seen", "Last seen"),
+        ("Outcome", "Error", "Count", "Resource", "Principal", "Action", "API", "Call site", "Seen (UTC)"),
         [("row-denied" if g.outcome == schema.OUTCOME_DENIED else "row-failure",
           (g.outcome, g.error_type or ABSENT, g.tally.count, g.resource, principal_text(g.principal), g.action,
-           ", ".join(sorted(g.apis)), ", ".join(sorted(g.call_sites)), format_time(g.tally.first_ns, 3),
-           format_time(g.tally.last_ns, 3)))
+           ", ".join(sorted(g.apis)), ", ".join(sorted(g.call_sites)), _seen(g.tally)))
          for g in report.problems], "problems"))
 
     def outcome_cells(tally: Tally) -> tuple:
@@ -771,26 +802,24 @@ def render_html(report: Report, generated_ns: int) -> str:
     for r in report.resources:
         resource_rows.append((f"group {_row_class(r.tally)}", (r.uri, r.resource_type, "(all)", r.tally.count,
                                                                *outcome_cells(r.tally), _counts(r.tally.actions, _ordered_actions),
-                                                               format_time(r.tally.first_ns, 3), format_time(r.tally.last_ns, 3))))
+                                                               _seen(r.tally))))
         for who, tally in r.principals.items():
             resource_rows.append((_row_class(tally), ("", "", principal_text(who), tally.count, *outcome_cells(tally),
-                                                      _counts(tally.actions, _ordered_actions),
-                                                      format_time(tally.first_ns, 3), format_time(tally.last_ns, 3))))
+                                                      _counts(tally.actions, _ordered_actions), _seen(tally))))
     out.append(_html_table(f"Resources ({len(report.resources)})",
                            ("Resource", "Type", "Principal", "Accesses", "Denied", "Failed", "Succeeded", "Actions",
-                            "First seen", "Last seen"), resource_rows, "resources"))
+                            "Seen (UTC)"), resource_rows, "resources"))
     principal_rows = []
     for p in report.principals:
         principal_rows.append((f"group {_row_class(p.tally)}", (principal_text(p.principal), "(all)", p.tally.count,
                                                                 *outcome_cells(p.tally), _counts(p.tally.actions, _ordered_actions),
-                                                                format_time(p.tally.first_ns, 3), format_time(p.tally.last_ns, 3))))
+                                                                _seen(p.tally))))
         for uri, tally in p.resources.items():
             principal_rows.append((_row_class(tally), ("", uri, tally.count, *outcome_cells(tally),
-                                                       _counts(tally.actions, _ordered_actions),
-                                                       format_time(tally.first_ns, 3), format_time(tally.last_ns, 3))))
+                                                       _counts(tally.actions, _ordered_actions), _seen(tally))))
     out.append(_html_table(f"Principals ({len(report.principals)})",
                            ("Principal", "Resource", "Accesses", "Denied", "Failed", "Succeeded", "Actions",
-                            "First seen", "Last seen"), principal_rows, "principals"))
+                            "Seen (UTC)"), principal_rows, "principals"))
     if report.errors:
         out.append(f'<section class="card" id="input-problems"><h2>Input problems ({len(report.errors)})</h2><ul class="errors">'
                    + "".join(f"<li>{_h(e)}</li>" for e in report.errors) + "</ul></section>")

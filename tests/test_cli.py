@@ -309,6 +309,12 @@ def test_show_escapes_hostile_strings_and_keeps_columns_aligned(tmp_path):
     # columns after the wide characters line up in terminal cells: 大模型 is 6 cells wide, 3 characters
     assert lines[4].index("/app/job.py") + 3 == lines[1].index("/app/job.py")
     assert len(lines) == 5
+    # the report formats a terminal or a spreadsheet reads escape them too; JSON escapes as JSON does
+    for fmt in ("text", "csv", "json"):
+        reported = cli("report", str(trail), "--format", fmt, cwd=tmp_path)
+        assert reported.returncode == 0, reported.stderr
+        assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202e]", reported.stdout), fmt
+        assert ("mallory\\u009b31m" if fmt == "json" else "mallory\\x9b31m") in reported.stdout
 
 
 def test_show_malformed_lines_are_named_and_never_hide_valid_ones(tmp_path):
