@@ -218,16 +218,19 @@ def main(argv: list[str] | None = None) -> int:
         epilog="exit status: 0 ok; 1 an input file unreadable or holding malformed lines (named on stderr; "
                "everything readable is still shown); 2 usage error")
     commands = parser.add_subparsers(dest="command", required=True)
+    exit_status = ("exit status: 0 ok; 1 an input file unreadable or holding malformed lines (named on stderr "
+                   "with file and line; everything readable is still shown); 2 usage error")
     show_parser = commands.add_parser(
-        "show", help="the accesses as a table, oldest first",
-        description="The accesses in the trail files as an aligned table, oldest first across files. "
-                    "Times are UTC; non-printable characters are shown as \\xNN escapes.")
+        "show", help="the accesses as a table, oldest first", epilog=exit_status,
+        description="The accesses in the trail files as an aligned table, oldest first across files: time (UTC), "
+                    "user (and end user), action, type, outcome (and error type), API, call site, resource (last, "
+                    "in full). Non-printable characters are shown as \\xNN escapes.")
     _add_filters(show_parser)
     show_parser.add_argument("-f", "--follow", action="store_true",
                              help="keep printing records as they are appended (follows truncation and "
                                   "rotation) until Ctrl-C")
     report_parser = commands.add_parser(
-        "report", help="who accessed what, failures and denials first",
+        "report", help="who accessed what, failures and denials first", epilog=exit_status,
         description="Per resource its principals, per principal its resources, with counts, first and last "
                     "seen; failures and denials first. A record delivered twice (same audit.record.id) counts once.")
     _add_filters(report_parser)

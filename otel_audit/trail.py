@@ -41,6 +41,7 @@ from urllib.parse import unquote, urlsplit
 from otel_audit import schema
 
 STDIN = "-"
+_CHUNK = 1 << 20  # bytes read at a time
 SERVICE_NAME = "service.name"  # resource attribute (OpenTelemetry semantic conventions)
 
 
@@ -309,23 +310,26 @@ class TrailFile:
         return records, errors, notices
 
     def _drain(self, records: list[Record], errors: list[TrailError], final: bool) -> None:
+        """Decode the complete lines from the position to the end of the file, a chunk at a time."""
         assert self._stream is not None
-        try:
-            chunk = self._stream.read()
-        except OSError as exc:
-            errors.append(TrailError(self.name, 0, f"cannot read: {exc.strerror or exc}"))
-            return
-        chunk = chunk or b""
-        self._position += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()  # b"" when data ends with a newline
+        while True:
+            try:
+                chunk = self._stream.read(_CHUNK)
+            except OSError as exc:
+                errors.append(TrailError(self.name, 0, f"cannot read: {exc.strerror or exc}"))
+                return
+            if not chunk:
+                break
+            self._position += len(chunk)
+            lines = (self._partial + chunk).split(b"\n")
+            self._partial = lines.pop()  # b"" when the chunk ends with a newline
+            for raw in lines:
+                self._line += 1
+                self._decode(raw, records, errors)
         if final and self._partial:
-            lines.append(self._partial)
-            self._partial = b""
-        for raw in lines:
             self._line += 1
-            self._decode(raw, records, errors)
+            self._decode(self._partial, records, errors)
+            self._partial = b""
 
     def _decode(self, raw: bytes, records: list[Record], errors: list[TrailError]) -> None:
         if not raw.strip():
