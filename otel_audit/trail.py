@@ -224,11 +224,12 @@ def display_path(path: str) -> str:
 class TrailFile:
     """A trail file read incrementally: call :meth:`read` again to get what was appended since.
 
-    Only complete lines are decoded.  With ``at_eof_partial_is_error`` (a one-shot
-    read) a last line without its newline is decoded too, and reported if it
-    does not parse (a writer died mid-line).  When the file shrinks (truncated) or
-    its path names another file (rotated), the old file is read to its end and
-    the new one from its start.
+    Only complete lines are decoded; ``read(final=True)`` (a one-shot read) also
+    decodes a last line without its newline, and reports it if it does not parse
+    (a writer died mid-line).  When the file shrinks (truncated) or its path names
+    another file (rotated), the old file is read to its end and the new one from
+    its start.  A truncation that regrows past the read position between two
+    polls cannot be told from an append (as with ``tail -F``).
     """
 
     def __init__(self, path: str):
