@@ -544,7 +544,8 @@ def _timeline(report: Report, lanes: list[tuple[str, str, list[Record]]], lane_k
     parts = [f'<svg class="timeline" data-lanes="{lane_kind}" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" role="img" xmlns="http://www.w3.org/2000/svg">',
              f'<title>Accesses over time, one lane per {lane_kind}</title>']
-    parts.append(f'<text class="axis-caption" x="{_LABEL_WIDTH - 12}" y="{_AXIS_HEIGHT - 12}" text-anchor="end">'
+    # The date sits at the far left, clear of the first tick's label (centred on the plot's edge).
+    parts.append(f'<text class="axis-caption" x="12" y="{_AXIS_HEIGHT - 12}" text-anchor="start">'
                  f'{_h(format_time(t.first_ns, 0)[:10])} UTC</text>'
                  f'<text class="axis-caption" x="{width - 6}" y="{_AXIS_HEIGHT - 12}" text-anchor="end">accesses</text>')
     for tick in _ticks(t.first_ns, t.last_ns) if t.count else []:
@@ -707,6 +708,10 @@ _JS = """
       document.querySelectorAll('button[data-lanes]').forEach(function (b) { b.classList.toggle('active', b === button); });
     });
   });
+  // A link to report.html#by-principal opens with the principal lanes shown.
+  if (location.hash === '#by-principal') {
+    document.querySelector('button[data-lanes=principal]').click();
+  }
   var search = document.getElementById('search');
   search.addEventListener('input', function () {
     var needle = search.value.toLowerCase();

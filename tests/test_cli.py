@@ -639,6 +639,8 @@ class DomSummary(HTMLParser):
         self.tags: dict[str, int] = {}
         self.body: dict[str, str] = {}
         self.marks: list[dict] = []
+        self.timelines: dict[str, list[str]] = {}  # lane kind -> the svg's classes
+        self.lane_buttons: dict[str, list[str]] = {}  # lane kind -> the button's classes
         self.stats: dict[str, str] = {}
         self.tables: dict[str, list[list[str]]] = {}
         self.texts: list[str] = []
@@ -655,6 +657,9 @@ class DomSummary(HTMLParser):
             self.body = attrs
         if tag == "svg" and "timeline" in attrs.get("class", ""):
             self._svg_lanes = attrs["data-lanes"]
+            self.timelines[attrs["data-lanes"]] = attrs["class"].split()
+        if tag == "button" and "data-lanes" in attrs:
+            self.lane_buttons[attrs["data-lanes"]] = attrs.get("class", "").split()
         if "mark" in attrs.get("class", "").split() and self._svg_lanes == "resource":
             self.marks.append(attrs)
         if tag == "div" and "data-stat" in attrs:
@@ -756,6 +761,15 @@ def test_html_report_renders_in_a_browser(trail, tmp_path):
     assert dom.tags.get("img", 0) == 0 and dom.tags["script"] == 1
     texts = "".join(dom.texts)
     assert HOSTILE_S3 in texts and f"(for {HOSTILE_ENDUSER})" in texts and "eve\\x1b[2J" in texts
+
+    assert "hidden" not in dom.timelines["resource"] and "hidden" in dom.timelines["principal"]
+    # the lane toggle: #by-principal clicks the "by principal" button when the page loads
+    toggled = chromium("--dump-dom", page.as_uri() + "#by-principal")
+    assert toggled.returncode == 0, toggled.stderr
+    by_principal = DomSummary()
+    by_principal.feed(toggled.stdout)
+    assert "hidden" in by_principal.timelines["resource"] and "hidden" not in by_principal.timelines["principal"]
+    assert "active" in by_principal.lane_buttons["principal"] and "active" not in by_principal.lane_buttons["resource"]
 
     shot = tmp_path / "report.png"
     taken = chromium(f"--screenshot={shot}", "--window-size=1280,900", page.as_uri())
