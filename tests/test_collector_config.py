@@ -288,9 +288,14 @@ def every_logql_query() -> list[tuple[str, str]]:
         logs_link = source.get("jsonData", {}).get("tracesToLogsV2", {})
         if logs_link.get("customQuery"):
             queries.append((f"data source {source['name']} tracesToLogsV2", _provisioned(logs_link["query"])))
-    # the examples the README offers to copy into Explore
-    for block in re.findall(r"```logql\n(.*?)```", (STACK / "README.md").read_text(), re.S):
-        queries += [(f"README example {n}", line) for n, line in enumerate(block.strip().splitlines(), 1)]
+    # the examples the READMEs offer to copy into Explore
+    for readme in (STACK / "README.md", REPO / "README.md", *sorted((REPO / "examples").glob("*/README.md"))):
+        for block in re.findall(r"```logql\n(.*?)```", readme.read_text(), re.S):
+            queries += [(f"README example {readme.relative_to(REPO)}:{n}", line)
+                        for n, line in enumerate(block.strip().splitlines(), 1)]
+        # and those written inline in the prose: `{service_name="train"} | audit_outcome="denied"`
+        for n, query in enumerate(re.findall(r"`(\{service_name[^`]*)`", readme.read_text()), 1):
+            queries.append((f"README example {readme.relative_to(REPO)} inline {n}", query))
     return queries
 
 
