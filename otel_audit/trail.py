@@ -58,6 +58,11 @@ class TrailError:
         return f"{where}: {self.message}"
 
 
+def _attribute_text(name: str) -> property:
+    """A read-only property: the record's attribute ``name`` as text."""
+    return property(lambda record: record.text(name), doc=f"``{name}`` as text, or None")
+
+
 @dataclass(frozen=True)
 class Record:
     """One ``audit.access`` record as written; ``source`` is ``path:line`` of the line that carried it."""
@@ -75,13 +80,22 @@ class Record:
         value = self.attributes.get(name)
         return None if value is None else str(value)
 
-    @property
-    def user(self) -> str | None:
-        return self.text(schema.USER_NAME)
+    # Attributes read as text, by the schema's names (None when the record lacks one).
+    user = _attribute_text(schema.USER_NAME)
+    enduser = _attribute_text(schema.ENDUSER_ID)
+    action = _attribute_text(schema.AUDIT_ACTION)
+    outcome = _attribute_text(schema.AUDIT_OUTCOME)
+    error_type = _attribute_text(schema.ERROR_TYPE)
+    resource = _attribute_text(schema.AUDIT_RESOURCE_URI)
+    resource_type = _attribute_text(schema.AUDIT_RESOURCE_TYPE)
+    api = _attribute_text(schema.AUDIT_API)
+    file_path = _attribute_text(schema.FILE_PATH)
+    record_id = _attribute_text(schema.AUDIT_RECORD_ID)
 
     @property
-    def enduser(self) -> str | None:
-        return self.text(schema.ENDUSER_ID)
+    def service(self) -> str | None:
+        value = self.resource_attributes.get(SERVICE_NAME)
+        return None if value is None else str(value)
 
     @property
     def principal(self) -> str:
@@ -90,47 +104,10 @@ class Record:
         return principal if self.enduser is None else f"{principal} (for {self.enduser})"
 
     @property
-    def action(self) -> str | None:
-        return self.text(schema.AUDIT_ACTION)
-
-    @property
-    def outcome(self) -> str | None:
-        return self.text(schema.AUDIT_OUTCOME)
-
-    @property
-    def error_type(self) -> str | None:
-        return self.text(schema.ERROR_TYPE)
-
-    @property
     def outcome_detail(self) -> str:
         """``success``, ``failure: FileNotFoundError``, ``denied: AccessDenied``."""
         outcome = self.outcome if self.outcome is not None else "?"
         return outcome if self.error_type is None else f"{outcome}: {self.error_type}"
-
-    @property
-    def resource(self) -> str | None:
-        return self.text(schema.AUDIT_RESOURCE_URI)
-
-    @property
-    def resource_type(self) -> str | None:
-        return self.text(schema.AUDIT_RESOURCE_TYPE)
-
-    @property
-    def api(self) -> str | None:
-        return self.text(schema.AUDIT_API)
-
-    @property
-    def file_path(self) -> str | None:
-        return self.text(schema.FILE_PATH)
-
-    @property
-    def record_id(self) -> str | None:
-        return self.text(schema.AUDIT_RECORD_ID)
-
-    @property
-    def service(self) -> str | None:
-        value = self.resource_attributes.get(SERVICE_NAME)
-        return None if value is None else str(value)
 
     @property
     def call_site(self) -> str:
