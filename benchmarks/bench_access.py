@@ -100,6 +100,7 @@ fallen back from the spool to the in-memory pipeline).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -236,6 +237,22 @@ class ReceiverProcess:
 # --------------------------------------------------------------------------
 # The measured process: one case
 # --------------------------------------------------------------------------
+_OTLP_EXPORTERS = {  # (signal, protocol) -> (module, class): what OTEL_*_EXPORTER=otlp loads
+    ("logs", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),
+    ("logs", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
+    ("traces", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+    ("traces", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+}
+
+
+def _otlp_exporter(signal: str, protocol: str, endpoint: str):
+    module, name = _OTLP_EXPORTERS[signal, protocol]
+    exporter_class = getattr(importlib.import_module(module), name)
+    if protocol == "grpc":
+        return exporter_class(endpoint=endpoint, insecure=True)
+    return exporter_class(endpoint=f"{endpoint}/v1/{signal}")
+
+
 def _sdk_pipeline(protocol: str, endpoint: str):
     """What ``opentelemetry-instrument`` builds for ``OTEL_LOGS_EXPORTER=otlp`` (BLRP settings from OTEL_BLRP_*)."""
     from opentelemetry._logs import set_logger_provider
@@ -243,16 +260,8 @@ def _sdk_pipeline(protocol: str, endpoint: str):
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
 
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-
-        exporter = OTLPLogExporter(endpoint=endpoint, insecure=True)
-    else:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-
-        exporter = OTLPLogExporter(endpoint=endpoint + "/v1/logs")
     provider = LoggerProvider(resource=Resource.create({"service.name": "otel-audit-bench"}))
-    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    provider.add_log_record_processor(BatchLogRecordProcessor(_otlp_exporter("logs", protocol, endpoint)))
     set_logger_provider(provider)
     return provider
 
@@ -263,16 +272,8 @@ def _span_pipeline(protocol: str, endpoint: str):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True)
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        exporter = OTLPSpanExporter(endpoint=endpoint + "/v1/traces")
     provider = TracerProvider(resource=Resource.create({"service.name": "otel-audit-bench"}))
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    provider.add_span_processor(BatchSpanProcessor(_otlp_exporter("traces", protocol, endpoint)))
     return provider
 
 

@@ -145,10 +145,13 @@ class _Collected:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
 
-    def add(self, request) -> None:
+    def _append(self, requests: list, request) -> None:
         with self._changed:
-            self.requests.append(request)
+            requests.append(request)
             self._changed.notify_all()
+
+    def add(self, request) -> None:
+        self._append(self.requests, request)
 
     def records(self) -> list[dict]:
         with self._lock:
@@ -165,9 +168,7 @@ class _Collected:
                 self._changed.wait(0.05)
 
     def _add_trace_request(self, request) -> None:
-        with self._changed:
-            self.trace_requests.append(request)
-            self._changed.notify_all()
+        self._append(self.trace_requests, request)
 
     def spans(self) -> list[dict]:
         with self._lock:
