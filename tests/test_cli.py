@@ -379,11 +379,20 @@ class Follower:
         self.process = subprocess.Popen([sys.executable, "-m", "otel_audit", "show", "--follow", *args], cwd=cwd,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.errors: queue.Queue[str] = queue.Queue()
+        self._pumps = [threading.Thread(target=self._pump, args=(stream, lines), daemon=True)
+                       for stream, lines in ((self.process.stdout, self.lines), (self.process.stderr, self.errors))]
+        for pump in self._pumps:
+            pump.start()
 
-    def _pump(self):
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
+    @staticmethod
+    def _pump(stream, lines: queue.Queue):
+        for line in stream:
+            lines.put(line.rstrip("\n"))
+
+    def next_error(self, timeout: float = 30) -> str:
+        """The next stderr line: what the follower reported (tests wait for it instead of sleeping)."""
+        return self.errors.get(timeout=timeout)
 
     def next_lines(self, count: int, timeout: float = 30) -> list[str]:
         deadline = time.monotonic() + timeout
@@ -410,9 +419,15 @@ class Follower:
         raise AssertionError(f"unexpected line: {line!r}")
 
     def stop(self, signum: int) -> tuple[int, str]:
+        """Send ``signum``; the exit code and the stderr lines not taken by :meth:`next_error`."""
         self.process.send_signal(signum)
         code = self.process.wait(timeout=30)
-        return code, self.process.stderr.read()
+        for pump in self._pumps:
+            pump.join(timeout=10)
+        left = []
+        while not self.errors.empty():
+            left.append(self.errors.get())
+        return code, "\n".join(left)
 
 
 def resource_of(line: str) -> str:
@@ -473,21 +488,21 @@ def test_follow_waits_for_a_missing_file_and_exits_cleanly_on_ctrl_c(tmp_path):
     follower = Follower(str(trail), cwd=tmp_path)
     try:
         assert follower.next_lines(1)[0].startswith("TIME")
-        time.sleep(1)
+        # the file was missing at first and a line was malformed: each reported as it happens
+        assert follower.next_error() == f"otel-audit: {trail}: cannot read: No such file or directory"
         trail.write_text(otlp_line((T0, audit_attributes(uri="s3://b/appeared", seq=1))))
+        assert follower.next_error() == f"otel-audit: {trail}: now readable, reading it"
         assert resource_of(follower.next_rows(1)[0]) == "s3://b/appeared"
         with open(trail, "a") as stream:
             stream.write("{broken\n")
-        time.sleep(1.5)
+        assert follower.next_error() == (
+            f"otel-audit: {trail}:2: not an OTLP/JSON logs line (JSONDecodeError: Expecting property name enclosed "
+            "in double quotes: line 1 column 2 (char 1))")
     finally:
         code, stderr = follower.stop(signal.SIGINT)
-    # the file was missing at first and a line was malformed: both reported, exit 1, no traceback
+    # exit 1 for the problems, no traceback
     assert code == 1
     assert stderr.splitlines() == [
-        f"otel-audit: {trail}: cannot read: No such file or directory",
-        f"otel-audit: {trail}: now readable, reading it",
-        f"otel-audit: {trail}:2: not an OTLP/JSON logs line (JSONDecodeError: Expecting property name enclosed "
-        "in double quotes: line 1 column 2 (char 1))",
         "otel-audit: 2 input problem(s), listed above; every record that could be read is shown",
     ]
 
