@@ -376,8 +376,12 @@ class Follower:
     """`otel-audit show --follow` in a subprocess, its stdout lines collected as they come."""
 
     def __init__(self, *args: str, cwd: Path):
+        # Started as from a terminal, where Ctrl-C is SIGINT's default action.  A test run started
+        # in the background (`.ci/run &`) hands its children SIGINT *ignored*, which Python (rightly)
+        # keeps, and the follower would then never see the Ctrl-C this test sends.
         self.process = subprocess.Popen([sys.executable, "-m", "otel_audit", "show", "--follow", *args], cwd=cwd,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: queue.Queue[str] = queue.Queue()
         self.errors: queue.Queue[str] = queue.Queue()
         self._pumps = [threading.Thread(target=self._pump, args=(stream, lines), daemon=True)
