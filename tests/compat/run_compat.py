@@ -34,7 +34,9 @@ Suites:
     and the data files.  ~1 min per run.
 
 Each run is killed after its suite's timeout (``--timeout`` overrides); a test
-running longer than 3 minutes gets every thread's stack dumped into the log.
+running longer than 3 minutes gets every thread's stack dumped into the log, and
+one running longer than 5 minutes fails (pytest-timeout) while the run goes on,
+so a test that hangs in one mode only is judged by the rerun like any failure.
 
 Every run uses an empty ``pytest.ini`` in the scratch directory (``-c``) so
 no project configuration (ours, or a parent directory's) leaks in, with
@@ -128,6 +130,7 @@ SUITES = {
 
 
 # -- one pytest run ----------------------------------------------------------
+TEST_TIMEOUT = 300  # seconds one test may take before it counts as failed
 
 @dataclass
 class RunResult:
@@ -195,6 +198,11 @@ def run_pytest(suite: Suite, mode: str, workdir: Path, test_args: list[str], tim
         # A test still running after this long gets every thread's stack dumped to
         # the log (pytest's own faulthandler plugin): a hang can be diagnosed.
         "-o", "faulthandler_timeout=180",
+        # ...and after this long it fails (pytest-timeout, SIGALRM in the main thread), so
+        # the run goes on: a hang in one mode is a failure like any other, which the rerun
+        # step below judges, instead of a killed run that leaves nothing to compare.  (The
+        # suite's multiprocessing tests can hang in Pool.terminate(), joblib/joblib#1034.)
+        f"--timeout={TEST_TIMEOUT}", "--timeout-method=signal",
         *test_args,
     ]
     if mode == "audited":
