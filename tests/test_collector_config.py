@@ -16,13 +16,17 @@ Two kinds of checks:
   is one the schema defines.
 
 The LogQL reading is a small scanner written for these checks (``logql_names``);
-the tests at the end show it reports wrong names.
+the tests at the end show it reports wrong names.  Syntax is Grafana's own
+LogQL grammar's to judge (``@grafana/lezer-logql``, pinned in ``tests/logql/``,
+installed by ``npm ci`` on first use): every query must parse without an error.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -632,3 +636,50 @@ def test_renaming_an_attribute_in_the_schema_breaks_the_stack_queries(monkeypatc
     monkeypatch.setattr(schema, "ALL_ATTRIBUTES", renamed)
     broken = [where for where, query in every_logql_query() if any("audit_outcome" in p for p in name_problems(query))]
     assert any(w.startswith("rule ") for w in broken) and any("panel" in w for w in broken), broken
+
+
+# -- syntax: Grafana's own LogQL grammar -------------------------------------------------
+
+LOGQL_CHECK = Path(__file__).resolve().parent / "logql"  # package.json pins @grafana/lezer-logql
+# Grafana replaces these before a query reaches Loki; a duration stands in for them here.
+GRAFANA_MACRO = re.compile(r"\$__(auto|interval|range|rate_interval)\b|\$\{__(auto|interval|range|rate_interval)\}")
+# What every_logql_query() builds for variables and derived fields only names a label: not a query.
+LABEL_ONLY = re.compile(r"^\s*(\{[^}]*\})?\s*by \(\w+\)\s*$")
+
+
+@pytest.fixture(scope="session")
+def logql_syntax_errors():
+    """parse(queries) -> for each query, the (from, to) offsets of Grafana's LogQL grammar's syntax errors."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    assert node and npm, "Node.js and npm are needed to check LogQL syntax (Debian: apt-get install nodejs npm)"
+    if not (LOGQL_CHECK / "node_modules" / "@grafana" / "lezer-logql").is_dir():
+        installed = subprocess.run([npm, "ci", "--silent", "--no-audit", "--no-fund"], cwd=LOGQL_CHECK,
+                                   capture_output=True, text=True, timeout=300)
+        assert installed.returncode == 0, f"npm ci in {LOGQL_CHECK} failed:\n{installed.stderr}"
+
+    def parse(queries: list[str]) -> list[list[tuple[int, int]]]:
+        done = subprocess.run([node, "parse.mjs"], cwd=LOGQL_CHECK, input=json.dumps(queries),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return [[tuple(error) for error in errors] for errors in json.loads(done.stdout)]
+
+    return parse
+
+
+def test_every_query_parses_with_grafanas_logql_grammar(logql_syntax_errors):
+    queries = [(where, GRAFANA_MACRO.sub("5m", query)) for where, query in every_logql_query()
+               if not LABEL_ONLY.match(query)]
+    assert len(queries) > 20
+    errors = logql_syntax_errors([query for _, query in queries])
+    broken = {where: (query, found) for (where, query), found in zip(queries, errors) if found}
+    assert broken == {}
+
+
+def test_the_grammar_check_reports_broken_queries(logql_syntax_errors):
+    errors = logql_syntax_errors([
+        '{service_name="train"} | audit_outcome="denied"',
+        '{service_name="train"} | audit_outcome=="denied"',  # == compares numbers, not strings
+        'sum by (user_name) (count_over_time({service_name="train"} [5m])',  # a parenthesis short
+        '{service_name="train"} | audit_outcome="denied" [$__auto]',  # a Grafana macro left in
+    ])
+    assert errors[0] == [] and errors[1] == [(40, 48)] and errors[2] == [(64, 64)] and errors[3]
