@@ -239,6 +239,7 @@ def deliver_orphans(directory: str, exporters: dict[str, LogRecordExporter], *, 
     """Deliver every segment in ``directory`` whose writer is gone, deleting each once fully delivered.
     ``count_live``: also count what live writers have not delivered yet (reads their segments)."""
     delivered = left = live = 0
+    spool.remove_abandoned_creations(directory)
     for path in spool.segments(directory):
         if path == skip:
             continue

@@ -26,6 +26,7 @@ import json
 import os
 import struct
 import threading
+import time
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ HEADER_SIZE = _HEADER.size
 MAX_FRAME = 16 * 1024 * 1024  # a larger length field is corruption, not a record
 MAX_SEGMENT_BYTES = 16 * 1024 * 1024  # a segment is closed (and can be delivered and deleted) at this size
 SEGMENT_SUFFIX = ".seg"
+CREATING_SUFFIX = ".new"  # ".<segment name>.new": a segment being created, renamed once locked
+ABANDONED_CREATION_SECONDS = 60.0  # a creation still unrenamed after this long was abandoned
 ACK_SUFFIX = ".ack"
 
 
@@ -136,7 +139,7 @@ class SegmentWriter:
         # Created under a name segments() does not list, and named a segment only once locked:
         # an orphan scan must never take (and, finding it empty, delete) a segment whose
         # writer has created but not yet locked it -- the writer would then fill an unlinked file.
-        creating = os.path.join(self.directory, f".{name}.new")
+        creating = os.path.join(self.directory, f".{name}{CREATING_SUFFIX}")
         fd = os.open(creating, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -250,6 +253,38 @@ class OrphanLock:
                 except FileNotFoundError:
                     pass
         os.close(self.fd)  # drops the flock
+
+
+def remove_abandoned_creations(directory: str) -> int:
+    """Delete the hidden files of segment creations whose writer died between creating and
+    renaming (``SIGKILL`` at that instant).  Such a file is always empty: a writer writes only
+    once it has renamed.  Only files that are empty, older than a minute and not locked are
+    removed, so a creation in progress is never touched.  Returns how many were removed."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        if not (name.startswith(".") and name.endswith(SEGMENT_SUFFIX + CREATING_SUFFIX)):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            info = os.fstat(fd)
+            if info.st_size or time.time() - info.st_mtime < ABANDONED_CREATION_SECONDS:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: its writer is alive
+            os.unlink(path)
+            removed += 1
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
 
 
 def segments(directory: str) -> list[str]:

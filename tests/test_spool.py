@@ -493,6 +493,58 @@ def test_an_orphan_scan_never_takes_a_segment_whose_writer_is_opening_it(tmp_pat
     assert os.listdir(directory) == [os.path.basename(writer.path)]  # nothing else left behind
 
 
+def _aged(path: Path, seconds: float, content: bytes | None = None) -> Path:
+    """``path`` (created, with ``content``, if given) last modified ``seconds`` ago."""
+    if content is not None:
+        path.write_bytes(content)
+    then = os.stat(path).st_mtime - seconds
+    os.utime(path, (then, then))
+    return path
+
+
+def test_only_abandoned_creations_are_removed(tmp_path):
+    directory = tmp_path / "svc"
+    writer = SegmentWriter(str(directory))
+    writer.append(b"kept")
+    old = spool.ABANDONED_CREATION_SECONDS + 5
+    _aged(directory / ".1-aaaa.seg.new", old, b"")  # abandoned: removed
+    _aged(directory / ".2-bbbb.seg.new", 0, b"")  # just created: its writer may be about to lock it
+    locked = _aged(directory / ".3-cccc.seg.new", old, b"")
+    holder = os.open(locked, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # its writer is alive (stopped, say): never touched
+    _aged(directory / ".4-dddd.seg.new", old, b"x")  # not empty: not a creation of ours
+    _aged(directory / ".notes.new", old, b"")  # not a segment's creation
+    try:
+        assert spool.remove_abandoned_creations(str(directory)) == 1
+    finally:
+        os.close(holder)
+    assert sorted(os.listdir(directory)) == sorted([
+        ".2-bbbb.seg.new", ".3-cccc.seg.new", ".4-dddd.seg.new", ".notes.new", os.path.basename(writer.path)])
+    assert payloads_in(writer.path) == [b"kept"]
+    assert spool.remove_abandoned_creations(str(tmp_path / "absent")) == 0
+
+
+def test_a_writer_killed_while_creating_its_segment_leaves_nothing_after_the_next_scan(tmp_path):
+    """SIGKILL between creating the hidden file and renaming it (the rename is where it dies)."""
+    from otel_audit.delivery import deliver_orphans
+
+    directory = tmp_path / "svc"
+    killed = subprocess.run([sys.executable, "-c", f"""
+import os, signal
+from otel_audit import spool
+spool.os.rename = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+spool.SegmentWriter({str(directory)!r}).append(b"never written")
+"""], cwd=CHILD_CWD, capture_output=True, text=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (left,) = os.listdir(directory)
+    assert left.startswith(".") and left.endswith(".seg.new") and (directory / left).stat().st_size == 0
+    assert deliver_orphans(str(directory), {}).undelivered == 0
+    assert os.listdir(directory) == [left]  # too recent to be judged abandoned
+    _aged(directory / left, spool.ABANDONED_CREATION_SECONDS + 1)
+    assert deliver_orphans(str(directory), {}).undelivered == 0
+    assert os.listdir(directory) == []
+
+
 # -- fork --------------------------------------------------------------------------------
 
 def test_a_forked_child_writes_a_segment_of_its_own(tmp_path):
