@@ -40,7 +40,9 @@ import time
 from otel_audit import schema
 
 EXIT_OK, EXIT_INPUT_PROBLEM, EXIT_USAGE = 0, 1, 2
-FORMATS = ("text", "json", "csv", "html")
+EXIT_STATUS_HELP = ("exit status: 0 ok; 1 an input file unreadable or holding malformed lines (named on stderr "
+                    "with file and line; everything readable is still shown); 2 usage error")
+FORMATS = ("text", "json", "csv", "html")  # report --format, each rendered by report.render_<format>
 FOLLOW_INTERVAL = 0.5  # seconds between polls of followed files
 
 
@@ -148,14 +150,9 @@ def report(paths: list[str], filters, fmt: str, output: str | None) -> int:
     files = [{"file": t.name, "records": t.records_read, "skipped_non_audit": t.skipped} for t in trails]
     summary = reports.aggregate([r for r in records if filters.matches(r)], files=files, errors=errors,
                                 filters=filters)
-    if fmt == "json":
-        text = reports.render_json(summary)
-    elif fmt == "csv":
-        text = reports.render_csv(summary)
-    elif fmt == "html":
-        text = reports.render_html(summary, time.time_ns())
-    else:
-        text = reports.render_text(summary)
+    renderers = {"text": reports.render_text, "json": reports.render_json, "csv": reports.render_csv,
+                 "html": lambda summary: reports.render_html(summary, time.time_ns())}
+    text = renderers[fmt](summary)
     try:
         if output is None or output == "-":
             sys.stdout.write(text)
@@ -215,13 +212,10 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="otel-audit", description="otel-audit's command line: read audit trails, deliver the spool",
-        epilog="exit status: 0 ok; 1 an input file unreadable or holding malformed lines (named on stderr; "
-               "everything readable is still shown); 2 usage error")
+        epilog=EXIT_STATUS_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
-    exit_status = ("exit status: 0 ok; 1 an input file unreadable or holding malformed lines (named on stderr "
-                   "with file and line; everything readable is still shown); 2 usage error")
     show_parser = commands.add_parser(
-        "show", help="the accesses as a table, oldest first", epilog=exit_status,
+        "show", help="the accesses as a table, oldest first", epilog=EXIT_STATUS_HELP,
         description="The accesses in the trail files as an aligned table, oldest first across files: time (UTC), "
                     "user (and end user), action, type, outcome (and error type), API, call site, resource (last, "
                     "in full). Non-printable characters are shown as \\xNN escapes.")
@@ -230,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                              help="keep printing records as they are appended (follows truncation and "
                                   "rotation) until Ctrl-C")
     report_parser = commands.add_parser(
-        "report", help="who accessed what, failures and denials first", epilog=exit_status,
+        "report", help="who accessed what, failures and denials first", epilog=EXIT_STATUS_HELP,
         description="Per resource its principals, per principal its resources, with counts, first and last "
                     "seen; failures and denials first. A record delivered twice (same audit.record.id) counts once.")
     _add_filters(report_parser)

@@ -263,12 +263,7 @@ class TrailFile:
         errors: list[TrailError] = []
         notices: list[str] = []
         if self._stream is None:
-            try:
-                self._open()
-            except OSError as exc:
-                if not self._missing_reported:
-                    errors.append(TrailError(self.name, 0, f"cannot read: {exc.strerror or exc}"))
-                    self._missing_reported = True
+            if not self._open_or_report(errors):
                 return records, errors, notices
             if self._missing_reported:
                 notices.append(f"{self.name}: now readable, reading it")
@@ -278,14 +273,21 @@ class TrailFile:
         if reason is not None:
             notices.append(f"{self.name}: {reason}; reading it again from its start")
             self.close()
-            try:
-                self._open()
-            except OSError as exc:
-                errors.append(TrailError(self.name, 0, f"cannot read: {exc.strerror or exc}"))
-                self._missing_reported = True
+            if not self._open_or_report(errors):
                 return records, errors, notices
             self._drain(records, errors, final=final)
         return records, errors, notices
+
+    def _open_or_report(self, errors: list[TrailError]) -> bool:
+        """Open the file; if it cannot be, say so once (a followed file may stay missing for a while)."""
+        try:
+            self._open()
+            return True
+        except OSError as exc:
+            if not self._missing_reported:
+                errors.append(TrailError(self.name, 0, f"cannot read: {exc.strerror or exc}"))
+                self._missing_reported = True
+            return False
 
     def _drain(self, records: list[Record], errors: list[TrailError], final: bool) -> None:
         """Decode the complete lines from the position to the end of the file, a chunk at a time."""
