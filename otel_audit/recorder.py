@@ -198,7 +198,7 @@ class AuditRecorder:
             f"audit {attributes[schema.AUDIT_ACTION]} {attributes[schema.AUDIT_API]}",
             kind=trace.SpanKind.INTERNAL, attributes=attributes, start_time=start_ns)
         if outcome != schema.OUTCOME_SUCCESS:
-            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{outcome}: {error_type}" if error_type else outcome))
+            span.set_status(trace.Status(trace.StatusCode.ERROR, schema.outcome_text(outcome, error_type)))
         return span
 
     def _spool(self, fields: dict) -> bool:

@@ -221,8 +221,7 @@ Principal = tuple  # (user.name, enduser.id or None)
 
 def principal_text(principal: Principal) -> str:
     user, enduser = principal
-    user = user if user is not None else "?"
-    return user if enduser is None else f"{user} (for {enduser})"
+    return schema.principal_text(user if user is not None else "?", enduser)
 
 
 @dataclass
@@ -363,7 +362,7 @@ def render_text(report: Report) -> str:
     if report.problems:
         out += Table(("OUTCOME", "COUNT", "FIRST SEEN", "LAST SEEN", "PRINCIPAL", "ACTION", "API", "RESOURCE"),
                      (40, 8, 24, 24, 40, 8, 40, 0), right=(1,)).render(
-            [visible(v) for v in (f"{g.outcome}: {g.error_type}" if g.error_type else g.outcome, g.tally.count,
+            [visible(v) for v in (schema.outcome_text(g.outcome, g.error_type), g.tally.count,
                                   format_time(g.tally.first_ns, 3), format_time(g.tally.last_ns, 3),
                                   principal_text(g.principal), g.action, ", ".join(sorted(g.apis)), g.resource)]
             for g in report.problems)

@@ -100,16 +100,20 @@ REQUIRED_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES if a.always)
 ALL_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES)
 
 
+def principal_text(user: str, enduser: str | None) -> str:
+    """Who made an access, as records and readers say it: ``svc`` or ``svc (for alice)``."""
+    return user if enduser is None else f"{user} (for {enduser})"
+
+
+def outcome_text(outcome: str, error_type: str | None) -> str:
+    """An outcome with its error, as records and readers say it: ``success``, ``failure: FileNotFoundError``."""
+    return outcome if error_type is None else f"{outcome}: {error_type}"
+
+
 def format_body(attributes: dict) -> str:
     """The record's one-line body: ``root read data file:///x via pandas.read_csv (success)``."""
-    principal = attributes[USER_NAME]
-    enduser = attributes.get(ENDUSER_ID)
-    if enduser is not None:
-        principal = f"{principal} (for {enduser})"
-    outcome = attributes[AUDIT_OUTCOME]
-    error = attributes.get(ERROR_TYPE)
-    if error is not None:
-        outcome = f"{outcome}: {error}"
+    principal = principal_text(attributes[USER_NAME], attributes.get(ENDUSER_ID))
+    outcome = outcome_text(attributes[AUDIT_OUTCOME], attributes.get(ERROR_TYPE))
     return (
         f"{principal} {attributes[AUDIT_ACTION]} {attributes[AUDIT_RESOURCE_TYPE]} "
         f"{attributes[AUDIT_RESOURCE_URI]} via {attributes[AUDIT_API]} ({outcome})"

@@ -100,14 +100,12 @@ class Record:
     @property
     def principal(self) -> str:
         """Who made the access, as the record body says it: ``alice`` or ``svc (for bob)``."""
-        principal = self.user if self.user is not None else "?"
-        return principal if self.enduser is None else f"{principal} (for {self.enduser})"
+        return schema.principal_text(self.user if self.user is not None else "?", self.enduser)
 
     @property
     def outcome_detail(self) -> str:
         """``success``, ``failure: FileNotFoundError``, ``denied: AccessDenied``."""
-        outcome = self.outcome if self.outcome is not None else "?"
-        return outcome if self.error_type is None else f"{outcome}: {self.error_type}"
+        return schema.outcome_text(self.outcome if self.outcome is not None else "?", self.error_type)
 
     @property
     def call_site(self) -> str:
