@@ -172,7 +172,7 @@ def report(paths: list[str], filters, fmt: str, output: str | None) -> int:
 
 def flush(spool_dir: str | None) -> int:
     from otel_audit.config import AuditConfig
-    from otel_audit.delivery import deliver_orphans, exporters_from_env
+    from otel_audit.delivery.shipper import deliver_orphans, exporters_from_env
 
     root = spool_dir or AuditConfig.from_env().spool_dir
     exporters = exporters_from_env()  # none configured: every spooled record counts as not delivered

@@ -98,7 +98,7 @@ class AuditRecorder:
         return resource
 
     def _durable_shipper(self):
-        from otel_audit.delivery import RecordEncoder, Shipper, exporters_from_env, service_directory
+        from otel_audit.delivery.shipper import RecordEncoder, Shipper, exporters_from_env, service_directory
 
         self._encoder = RecordEncoder()
         service = str(self._resource().attributes.get("service.name", "unknown_service"))

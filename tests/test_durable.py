@@ -369,7 +369,7 @@ def test_record_encoder_matches_the_sdk_encoding():
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    from otel_audit.delivery import RecordEncoder, decode_record, encode_record
+    from otel_audit.delivery.shipper import RecordEncoder, decode_record, encode_record
 
     encoder = RecordEncoder()
     scope = InstrumentationScope("otel_audit", "0.1.0", None, {"audit.schema.version": "1"})

@@ -1,4 +1,4 @@
-"""The write-ahead spool (otel_audit.spool): frames on disk, damage found and bounded, segment ownership.
+"""The write-ahead spool (otel_audit.delivery.spool): frames on disk, damage found and bounded, segment ownership.
 
 Everything here runs on real files, real ``flock`` locks and real processes
 (threads, ``os.fork``, multiprocessing fork and spawn, ``SIGKILL``).
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_audit import spool
-from otel_audit.spool import (
+from otel_audit.delivery import spool
+from otel_audit.delivery.spool import (
     ACK_SUFFIX, HEADER_SIZE, MAGIC, MAX_FRAME, Damage, Frame, OrphanLock, SegmentWriter,
     read_ack, read_frames, segments, write_ack,
 )
@@ -87,7 +87,7 @@ def payloads_in(path: str) -> list[bytes]:
 
 def take_in_other_process(path: str) -> str:
     """``OrphanLock.take(path)`` in a fresh interpreter: "held" (None) or "taken"."""
-    code = ("import sys\nfrom otel_audit.spool import OrphanLock\n"
+    code = ("import sys\nfrom otel_audit.delivery.spool import OrphanLock\n"
             "print('held' if OrphanLock.take(sys.argv[1]) is None else 'taken')")
     done = subprocess.run([sys.executable, "-c", code, path], cwd=CHILD_CWD, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -411,7 +411,7 @@ def test_directory_0700_segment_0600_whatever_the_umask(tmp_path):
 
 WRITER_CHILD = """
 import sys
-from otel_audit.spool import SegmentWriter
+from otel_audit.delivery.spool import SegmentWriter
 writer = SegmentWriter(sys.argv[1])
 writer.append(b"from the child")
 print(writer.path, flush=True)
@@ -526,12 +526,12 @@ def test_only_abandoned_creations_are_removed(tmp_path):
 
 def test_a_writer_killed_while_creating_its_segment_leaves_nothing_after_the_next_scan(tmp_path):
     """SIGKILL between creating the hidden file and renaming it (the rename is where it dies)."""
-    from otel_audit.delivery import deliver_orphans
+    from otel_audit.delivery.shipper import deliver_orphans
 
     directory = tmp_path / "svc"
     killed = subprocess.run([sys.executable, "-c", f"""
 import os, signal
-from otel_audit import spool
+from otel_audit.delivery import spool
 spool.os.rename = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
 spool.SegmentWriter({str(directory)!r}).append(b"never written")
 """], cwd=CHILD_CWD, capture_output=True, text=True, timeout=60)

@@ -5,7 +5,7 @@ in-memory ``BatchLogRecordProcessor``:
 
 1. the recorder encodes each record (OTLP protobuf, with the SDK's encoder)
    and appends it to this process's spool segment before the audited call
-   returns (:mod:`otel_audit.spool`);
+   returns (:mod:`otel_audit.delivery.spool`);
 2. a background shipper reads the segment, rebuilds the records and exports
    them through the exporters ``OTEL_LOGS_EXPORTER`` names (``otlp`` with the
    usual ``OTEL_EXPORTER_OTLP_*`` settings, ``audit_file``, ``console``...),
@@ -41,7 +41,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import TraceFlags
 
-from otel_audit import diagnostics, spool
+from otel_audit import diagnostics
+from otel_audit.delivery import spool
 
 BATCH_SIZE = 512  # records per export call
 MAX_BACKOFF = 30.0  # seconds between retries, at most, while the collector is down
