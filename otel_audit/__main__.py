@@ -10,7 +10,7 @@
 ``report FILE...``
     Who accessed what: per resource its principals, per principal its
     resources, counts, first and last seen, failures and denials first.
-    ``--format text|json|csv|html``, ``--output FILE``.
+    ``--format text|json|csv|html``, ``--output FILE`` (created ``0600``).
 ``flush``
     Deliver every record left in the spool by processes that ended (collector
     down at exit, killed, ``os._exit`` workers) through the exporters
@@ -158,8 +158,9 @@ def report(paths: list[str], filters, fmt: str, output: str | None) -> int:
             sys.stdout.write(text)
             sys.stdout.flush()
         else:
-            # newline="": the CSV writer's CRLF row ends are written as they are
-            with open(output, "w", encoding="utf-8", newline="") as stream:
+            # created owner-only (audit data); newline="": the CSV writer's CRLF row ends are written as they are
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
                 stream.write(text)
     except OSError as exc:
         _error(f"cannot write {output or '<stdout>'}: {exc.strerror or exc}")
@@ -176,20 +177,29 @@ def flush(spool_dir: str | None) -> int:
 
     root = spool_dir or AuditConfig.from_env().spool_dir
     exporters = exporters_from_env()  # none configured: every spooled record counts as not delivered
-    delivered = left = live = 0
+    delivered = left = live = refused = 0
     services = sorted(os.listdir(root)) if os.path.isdir(root) else []
     for service in services:
-        report = deliver_orphans(os.path.join(root, service), exporters, count_live=True)
+        directory = os.path.join(root, service)
+        if not (os.path.isdir(directory) or os.path.islink(directory)):
+            continue  # a stray file: no service's spool (a link is checked, and refused, by deliver_orphans)
+        report = deliver_orphans(directory, exporters, count_live=True)
         delivered, left, live = delivered + report.delivered, left + report.undelivered, live + report.live
+        refused += report.refused
     for exporter in exporters.values():
         exporter.shutdown()
     print(f"otel-audit flush: {delivered} records delivered from {root}"
           + (f"; {live} records belong to running processes, which deliver them" if live else ""))
+    status = 0
     if left:
         print(f"otel-audit flush: {left} records NOT delivered (see the errors above); they stay in the spool",
               file=sys.stderr)
-        return 1
-    return 0
+        status = 1
+    if refused:
+        print(f"otel-audit flush: {refused} segments refused: not this user's, or in a directory others can "
+              "write to (see above)", file=sys.stderr)
+        status = 1
+    return status
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
@@ -233,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                                     "resource, user, end user, action, outcome, error type; cells starting with "
                                     "= + - @ get a leading ' against formula injection); html (one "
                                     "self-contained page with a timeline)")
-    report_parser.add_argument("-o", "--output", metavar="FILE", help="write there instead of stdout")
+    report_parser.add_argument("-o", "--output", metavar="FILE",
+                               help="write there instead of stdout (a new file is created 0600: audit data)")
     flush_parser = commands.add_parser("flush", help="deliver what ended processes left in the spool")
     flush_parser.add_argument("--spool-dir", help="spool root (default: OTEL_PYTHON_AUDIT_SPOOL_DIR)")
     args = parser.parse_args(argv)

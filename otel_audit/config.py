@@ -10,7 +10,9 @@ raises :class:`ConfigError` instead, for callers that want to fail fast.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, NamedTuple
 
@@ -47,15 +49,31 @@ def _parse_hooks(value: str) -> tuple[str, ...]:
     unknown = [name for name in names if name not in HOOK_NAMES]
     if unknown:
         raise ValueError(
-            f"unknown hook {', '.join(repr(u) for u in unknown)}; accepted: 'all' or "
+            f"unknown hook {', '.join(diagnostics.shorten(u) for u in unknown)}; accepted: 'all' or "
             f"comma-separated names from {', '.join(HOOK_NAMES)}"
         )
     return tuple(name for name in HOOK_NAMES if name in names)
 
 
+PATH_MAX = 4096  # bytes of a path the kernel accepts, its terminating NUL included
+NAME_MAX = 255  # bytes of one name in it
+PREFIX = "OTEL_PYTHON_AUDIT_"
+
+
+def _check_path_length(path: str, what: str) -> None:
+    encoded = os.fsencode(path)
+    longest = max((len(name) for name in encoded.split(b"/")), default=0)
+    if len(encoded) >= PATH_MAX or longest > NAME_MAX:
+        raise ValueError(f"too long ({len(encoded)} bytes, longest name {longest}); accepted: {what} of at most "
+                         f"{PATH_MAX - 1} bytes, each name in it at most {NAME_MAX}")
+
+
 def _parse_globs(value: str) -> tuple[str, ...]:
     patterns = []
     for pattern in _split(value):
+        if len(pattern) >= PATH_MAX:
+            raise ValueError(f"a glob of {len(pattern)} characters, which no path can match; accepted: "
+                             f"comma-separated globs of at most {PATH_MAX - 1} characters each")
         pattern = os.path.expanduser(pattern)
         # Patterns are matched against absolute paths and URIs; a relative one
         # would silently never match, so anchor it at the working directory.
@@ -71,8 +89,8 @@ def _parse_extensions(value: str) -> tuple[str, ...]:
         ext = ext.lower()
         if not ext.startswith("."):
             ext = "." + ext
-        if len(ext) < 2 or ext.endswith(".") or any(c in ext for c in "/\\ *?"):
-            raise ValueError(f"{ext!r} is not a file extension; accepted: comma-separated extensions such as .pt,.onnx")
+        if not 2 <= len(ext) <= 32 or ext.endswith(".") or any(c in ext for c in "/\\ *?"):
+            raise ValueError(f"{diagnostics.shorten(ext)} is not a file extension; accepted: comma-separated extensions such as .pt,.onnx")
         extensions.append(ext)
     return tuple(extensions)
 
@@ -80,6 +98,9 @@ def _parse_extensions(value: str) -> tuple[str, ...]:
 def _parse_file(value: str) -> str:
     if not value.strip():
         raise ValueError("an empty path; accepted: a file path")
+    _check_path_length(value, "a file path")
+    if os.path.isdir(value):
+        raise ValueError("a directory; accepted: a file path (the trail file in it, e.g. DIR/otel-audit.jsonl)")
     return value
 
 
@@ -104,6 +125,7 @@ def _parse_seconds(value: str) -> float:
 
 
 _BYTE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_MAX_BYTES = 1 << 60
 
 
 def _parse_bytes(value: str) -> int:
@@ -111,10 +133,10 @@ def _parse_bytes(value: str) -> int:
     number, unit = (text[:-1], text[-1]) if text[-1:] in ("k", "m", "g") else (text, "")
     try:
         size = int(float(number) * _BYTE_UNITS[unit])
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number; inf, nan
         size = 0
-    if size < 1 << 20:
-        raise ValueError("not a size of at least 1 MiB; accepted: bytes, or a number with k, M or G (e.g. 512M)")
+    if not 1 << 20 <= size <= _MAX_BYTES:
+        raise ValueError("not a size from 1 MiB to 1 EiB; accepted: bytes, or a number with k, M or G (e.g. 512M)")
     return size
 
 
@@ -131,7 +153,27 @@ def _parse_bool(value: str) -> bool:
 def _parse_directory(value: str) -> str:
     if not value.strip():
         raise ValueError("an empty path; accepted: a directory path")
-    return os.path.abspath(os.path.expanduser(value))
+    path = os.path.abspath(os.path.expanduser(value))
+    _check_path_length(path, "a directory path")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError("not a directory; accepted: a directory path (created if missing)")
+    return path
+
+
+def _split_patterns(value: str) -> list[str]:
+    """Comma-separated, where ``\\,`` is a comma inside a pattern (as in ``\\d{2\\,4}``)."""
+    return [p.replace("\\,", ",").strip() for p in re.split(r"(?<!\\),", value) if p.strip()]
+
+
+def _parse_redactions(value: str) -> tuple[str, ...]:
+    patterns = _split_patterns(value)
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{diagnostics.shorten(pattern)} is not a regular expression ({exc}); accepted: comma-separated "
+                             "Python regular expressions (a comma inside one written \\,)") from None
+    return tuple(patterns)
 
 
 def _default_spool_dir() -> str:
@@ -181,7 +223,16 @@ SETTINGS: tuple[Setting, ...] = (
             "attributes, ERROR status unless the outcome is `success`) under the current span, and its record "
             "carries that span's trace and span id, so a run's trace in Jaeger shows what it touched.",
             _parse_bool),
+    Setting("OTEL_PYTHON_AUDIT_REDACT", "redact", "(unset)",
+            "Comma-separated Python regular expressions (a comma inside one written `\\,`) masked in "
+            "`audit.resource.uri`, `file.path` and `aws.s3.key` (and so in the body and audit spans) before "
+            "the record is made: each match, or each of its groups when it has any, becomes `REDACTED`. Off "
+            "by default: resource names are what the trail is about. For names that carry personal data, "
+            "such as Hive-style partitions: `patient_id=([^/]+)` records `.../patient_id=REDACTED/part-0.parquet`.",
+            _parse_redactions),
 )
+
+KNOWN_VARIABLES = frozenset(s.env for s in SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -198,6 +249,7 @@ class AuditConfig:
     on_failure: str = "open"
     shutdown_timeout: float = 5.0
     spans: bool = False
+    redact: tuple[str, ...] = ()
     errors: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
@@ -211,8 +263,16 @@ class AuditConfig:
                 continue
             try:
                 values[setting.field] = setting.parse(raw)
-            except ValueError as exc:
-                errors.append(f"{setting.env}={raw!r} is not accepted: {exc}. Using the default ({setting.default_text}).")
+            except Exception as exc:  # any parser failure is a bad value: never one that stops auditing
+                default = "unset" if setting.default_text == "(unset)" else setting.default_text
+                errors.append(f"{setting.env}={diagnostics.shorten(raw)} is not accepted: {exc}. "
+                              f"Using the default ({default}).")
+        for name in sorted(n for n in environ if n.startswith(PREFIX) and n not in KNOWN_VARIABLES):
+            close = [PREFIX + match for match in difflib.get_close_matches(  # the part after the prefix
+                name[len(PREFIX):], [known[len(PREFIX):] for known in KNOWN_VARIABLES], n=1)]
+            shown = name if name.isidentifier() and len(name) <= diagnostics.MAX_VALUE else diagnostics.shorten(name)
+            errors.append(f"{shown} is not an otel-audit setting and is ignored"
+                          + (f"; did you mean {close[0]}?" if close else "; the settings are listed in the README"))
         if errors and strict:
             raise ConfigError("\n".join(errors))
         for message in errors:

@@ -31,7 +31,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from otel_audit import diagnostics, schema
 from otel_audit.config import AuditConfig
 from otel_audit.context import current_enduser
-from otel_audit.resources import ResourcePolicy, printable
+from otel_audit.resources import Redactor, ResourcePolicy, printable
 from otel_audit.version import __version__
 
 SERVICE_INSTANCE_ID = "service.instance.id"
@@ -68,6 +68,7 @@ class AuditRecorder:
                  tracer_provider: trace.TracerProvider | None = None):
         self.config = config or AuditConfig.from_env()
         self.policy = ResourcePolicy(self.config)
+        self._redact = Redactor(self.config.redact) if self.config.redact else None
         scope_attributes = {"audit.schema.version": schema.SCHEMA_VERSION}
         self._logger = get_logger(schema.SCOPE_NAME, __version__, logger_provider=logger_provider,
                                   attributes=scope_attributes)
@@ -169,6 +170,8 @@ class AuditRecorder:
             enduser = current_enduser()
             if enduser is not None:
                 attributes[schema.ENDUSER_ID] = printable(enduser)
+            if self._redact is not None:
+                self._redact(attributes)
             seq = attributes[schema.AUDIT_SEQ] = next(self._seq)
             attributes[schema.AUDIT_RECORD_ID] = f"{self._record_id_prefix}-{seq}"
             span = None if self._tracer is None else self._start_span(attributes, start_ns, outcome, error_type)

@@ -58,17 +58,7 @@ ABSENT = "-"  # an optional attribute the record does not carry
 
 def visible(text: object) -> str:
     """``text`` with every non-printable character escaped (``\\x1b``, ``\\u202e``): safe to print."""
-    text = ABSENT if text is None else str(text)
-    if text.isprintable():
-        return text
-    out = []
-    for char in text:
-        if char.isprintable():
-            out.append(char)
-        else:
-            code = ord(char)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    return "".join(out)
+    return schema.escape_unprintable(ABSENT if text is None else str(text))
 
 
 def display_width(text: str) -> int:

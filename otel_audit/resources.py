@@ -7,7 +7,7 @@ excludes, and otherwise the schema attributes that name the resource.
 
 Values that come from outside (paths, keys, URLs) are made safe to export:
 valid UTF-8 (undecodable bytes become ``\\xNN``), at most :data:`MAX_TEXT`
-characters, and in the URI and body no control characters.
+characters, and in the URI and body no control, bidi or other format characters.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ import sys
 import sysconfig
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from otel_audit import schema
+from otel_audit import diagnostics, schema
 from otel_audit.config import AuditConfig
 
 MAX_TEXT = 4096
 _PACKAGE_METADATA = ".dist-info" + os.sep
 _LEGACY_PACKAGE_METADATA = ".egg-info" + os.sep
 _FILE_URI_SAFE = "/-._~!$&'()*+,;=:@"
-_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 def safe_text(text: str) -> str:
@@ -40,9 +39,9 @@ def safe_text(text: str) -> str:
 
 
 def printable(text: str) -> str:
-    """:func:`safe_text` with control characters escaped: fit for a one-line body."""
-    text = safe_text(text)
-    return text if text.isprintable() else text.translate(_CONTROL_ESCAPES)
+    """:func:`safe_text` with every non-printable character escaped (controls, bidi and other format
+    characters): fit for a one-line body that a terminal or a log viewer shows."""
+    return schema.escape_unprintable(safe_text(text))
 
 
 def file_uri(path: str) -> str:
@@ -59,6 +58,41 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rpartition("@")[2]
     query = "&".join(f"{item.partition('=')[0]}=REDACTED" for item in parts.query.split("&") if item)
     return printable(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
+
+
+REDACTED = "REDACTED"
+REDACTED_ATTRIBUTES = (schema.AUDIT_RESOURCE_URI, schema.FILE_PATH, schema.AWS_S3_KEY)
+
+
+def _mask(match: re.Match) -> str:
+    """The match as ``REDACTED``, or, when the pattern has groups, with each group that took part masked."""
+    if not match.re.groups:
+        return REDACTED
+    text, start = match.group(0), match.start()
+    out, position = [], 0
+    for index in range(1, match.re.groups + 1):
+        begin, end = match.span(index)
+        if begin < 0 or begin - start < position:  # did not take part, or inside a group already masked
+            continue
+        out += [text[position:begin - start], REDACTED]
+        position = end - start
+    out.append(text[position:])
+    return "".join(out)
+
+
+class Redactor:
+    """``OTEL_PYTHON_AUDIT_REDACT``: masks what the patterns match in the resource attributes of a record."""
+
+    def __init__(self, patterns: tuple[str, ...]):
+        self._patterns = [re.compile(p) for p in patterns]
+
+    def __call__(self, attributes: dict) -> None:
+        for name in REDACTED_ATTRIBUTES:
+            value = attributes.get(name)
+            if value is not None:
+                for pattern in self._patterns:
+                    value = pattern.sub(_mask, value)
+                attributes[name] = value
 
 
 def fspath_or_none(target: object) -> str | None:
@@ -115,26 +149,51 @@ class ResourcePolicy:
         self._excluded_prefixes = default_excluded_prefixes()
         self._excluded_dirs = frozenset(prefix.rstrip(os.sep) for prefix in self._excluded_prefixes)
         self._model_extensions = tuple(config.model_extensions)
+        self._said_outside_include = self._said_excluded = False
 
     # -- policy ------------------------------------------------------------
-    def audits_path(self, path: str) -> bool:
-        """``path`` is absolute and normalised."""
-        if self._include is not None:
-            if not self._include.match(path):
-                return False
-        elif (
+    def _excluded_by_default(self, path: str) -> bool:
+        return (
             path.startswith(self._excluded_prefixes)
             or path in self._excluded_dirs
             or _PACKAGE_METADATA in path  # importlib.metadata reading installed packages' metadata
             or _LEGACY_PACKAGE_METADATA in path
-        ):
+        )
+
+    def audits_path(self, path: str) -> bool:
+        """``path`` is absolute and normalised."""
+        if self._include is not None:
+            if not self._include.match(path):
+                if not self._said_outside_include and not self._excluded_by_default(path):
+                    self._said_outside_include = True
+                    self._left_out(path, "is outside OTEL_PYTHON_AUDIT_INCLUDE_PATHS")
+                return False
+        elif self._excluded_by_default(path):
             return False
-        return self._exclude is None or not self._exclude.match(path)
+        return self._exclude is None or not self._excluded(path)
 
     def audits_uri(self, uri: str) -> bool:
         if self._include is not None and not self._include.match(uri):
+            if not self._said_outside_include:
+                self._said_outside_include = True
+                self._left_out(uri, "is outside OTEL_PYTHON_AUDIT_INCLUDE_PATHS")
             return False
-        return self._exclude is None or not self._exclude.match(uri)
+        return self._exclude is None or not self._excluded(uri)
+
+    def _excluded(self, name: str) -> bool:
+        if not self._exclude.match(name):
+            return False
+        if not self._said_excluded:
+            self._said_excluded = True
+            self._left_out(name, "matches OTEL_PYTHON_AUDIT_EXCLUDE_PATHS")
+        return True
+
+    @staticmethod
+    def _left_out(name: str, why: str) -> None:
+        """A setting kept a resource out of the trail: said once per process and setting, so a setting
+        that matches more than meant never narrows auditing silently."""
+        diagnostics.report(f"not audited: {diagnostics.shorten(name)}, which {why} (said once; "
+                           "further resources it leaves out are not listed)")
 
     def resource_type(self, name: str, api_type: str) -> str:
         if api_type == schema.TYPE_MODEL:

@@ -100,6 +100,22 @@ REQUIRED_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES if a.always)
 ALL_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES)
 
 
+def escape_unprintable(text: str) -> str:
+    """``text`` with every character that is not printable escaped: controls (``\\x1b``), bidi and other
+    format characters (``\\u202e``), line and paragraph separators.  How record bodies, attribute values
+    that go into them, ``otel-audit show`` and otel-audit's own diagnostics write outside text."""
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
 def principal_text(user: str, enduser: str | None) -> str:
     """Who made an access, as records and readers say it: ``svc`` or ``svc (for alice)``."""
     return user if enduser is None else f"{user} (for {enduser})"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import socket
 import threading
 import time
 import zlib
@@ -227,7 +228,19 @@ class HttpLogsReceiver(_Collected):
                            receiver._add_trace_request),
         }
 
+        connections = self._connections = set()
+
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a collector: exporters hold pooled connections
+
+            def setup(self):
+                super().setup()
+                connections.add(self.connection)
+
+            def finish(self):
+                connections.discard(self.connection)
+                super().finish()
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 encoding = self.headers.get("Content-Encoding", "")
@@ -237,6 +250,7 @@ class HttpLogsReceiver(_Collected):
                     body = zlib.decompress(body)
                 if self.path not in services or self.headers.get("Content-Type") != "application/x-protobuf":
                     self.send_response(404)
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 request_type, response_type, collect = services[self.path]
@@ -265,4 +279,9 @@ class HttpLogsReceiver(_Collected):
 
     def stop(self) -> None:
         self._server.shutdown()
+        for connection in list(self._connections):  # a stopped collector drops its kept-alive connections too
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._server.server_close()

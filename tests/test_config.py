@@ -53,9 +53,21 @@ def test_values_are_parsed(tmp_path, monkeypatch):
     ("OTEL_PYTHON_AUDIT_SPOOL_FSYNC", "sometimes", "not a known value; accepted: never, batch, always"),
     ("OTEL_PYTHON_AUDIT_ON_FAILURE", "shut", "not a known value; accepted: open, closed"),
     ("OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES", "64k",
-     "not a size of at least 1 MiB; accepted: bytes, or a number with k, M or G (e.g. 512M)"),
+     "not a size from 1 MiB to 1 EiB; accepted: bytes, or a number with k, M or G (e.g. 512M)"),
     ("OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES", "lots",
-     "not a size of at least 1 MiB; accepted: bytes, or a number with k, M or G (e.g. 512M)"),
+     "not a size from 1 MiB to 1 EiB; accepted: bytes, or a number with k, M or G (e.g. 512M)"),
+    ("OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES", "1e309",  # inf: an OverflowError once switched auditing off
+     "not a size from 1 MiB to 1 EiB; accepted: bytes, or a number with k, M or G (e.g. 512M)"),
+    ("OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES", "nan",
+     "not a size from 1 MiB to 1 EiB; accepted: bytes, or a number with k, M or G (e.g. 512M)"),
+    ("OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT", "1e309",
+     "not a number of seconds in range; accepted: a number from 0 to 3600"),
+    ("OTEL_PYTHON_AUDIT_FILE", "/", "a directory; accepted: a file path (the trail file in it, e.g. "
+     "DIR/otel-audit.jsonl)"),
+    ("OTEL_PYTHON_AUDIT_SPOOL_DIR", "/etc/hostname", "not a directory; accepted: a directory path (created if missing)"),
+    ("OTEL_PYTHON_AUDIT_REDACT", "ok,(unclosed",
+     "'(unclosed' is not a regular expression (missing ), unterminated subpattern at position 0); accepted: "
+     "comma-separated Python regular expressions (a comma inside one written \\,)"),
     ("OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT", "forever",
      "not a number of seconds in range; accepted: a number from 0 to 3600"),
     ("OTEL_PYTHON_AUDIT_SPOOL_DIR", "", "an empty path; accepted: a directory path"),
@@ -117,3 +129,35 @@ def test_model_extensions_setting(tmp_path):
         open(tmp_path / "w.pt", "rb").close()
         types = [r["attributes"][schema.AUDIT_RESOURCE_TYPE] for r in pipeline.all_records()]
         assert types == ["model", "data"]
+
+
+@pytest.mark.parametrize("name", ["OTEL_PYTHON_AUDIT_FILE", "OTEL_PYTHON_AUDIT_SPOOL_DIR",
+                                  "OTEL_PYTHON_AUDIT_INCLUDE_PATHS", "OTEL_PYTHON_AUDIT_HOOKS"])
+def test_a_huge_value_is_echoed_shortened(name, capsys):
+    from otel_audit import diagnostics
+
+    diagnostics._forget()
+    config = AuditConfig.from_env({name: "x" * 100_000})
+    assert config == AuditConfig()
+    err = capsys.readouterr().err
+    assert err.startswith(f"otel-audit: {name}='xxxx") and err.count("\n") == 1
+    assert "(100000 characters)" in err and len(err) < 500
+
+
+def test_an_unknown_setting_is_named_with_the_closest_known_one(capsys):
+    from otel_audit import diagnostics
+
+    diagnostics._forget()
+    config = AuditConfig.from_env({"OTEL_PYTHON_AUDIT_ONFAILURE": "closed", "OTEL_PYTHON_AUDIT_ZZZ": "1"})
+    assert config == AuditConfig()
+    assert capsys.readouterr().err.splitlines() == [
+        "otel-audit: OTEL_PYTHON_AUDIT_ONFAILURE is not an otel-audit setting and is ignored; did you mean "
+        "OTEL_PYTHON_AUDIT_ON_FAILURE?",
+        "otel-audit: OTEL_PYTHON_AUDIT_ZZZ is not an otel-audit setting and is ignored; the settings are "
+        "listed in the README",
+    ]
+
+
+def test_redaction_patterns_split_on_unescaped_commas():
+    config = AuditConfig.from_env({"OTEL_PYTHON_AUDIT_REDACT": r"patient_id=([^/]+), \d{3}-\d{2\,4} ,a\,b"})
+    assert config.redact == ("patient_id=([^/]+)", r"\d{3}-\d{2,4}", "a,b")

@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import otel_audit
 from otel_audit import schema
+from otel_audit.config import AuditConfig
 
 
 @pytest.fixture
@@ -72,6 +73,29 @@ def test_hostile_enduser_is_escaped_in_the_body(audited, data_file):
         data_file.read_text()
     (record,) = audited.records()
     assert "\n" not in record["body"] and "mallory\\x0aroot" in record["body"]
+
+
+def test_bidi_and_format_characters_are_escaped_in_the_body_and_enduser(audited, data_file):
+    with otel_audit.enduser("\u202eevil\u200b\u2028x"):
+        data_file.read_text()
+    (record,) = audited.records()
+    assert record["attributes"][schema.ENDUSER_ID] == "\\u202eevil\\u200b\\u2028x"
+    assert "(for \\u202eevil\\u200b\\u2028x)" in record["body"]
+    assert not any(c in record["body"] for c in "\u202e\u200b\u2028")
+
+
+@pytest.mark.parametrize("audit_config", [AuditConfig(redact=(r"patient_id=([^/]+)", r"\d{3}-\d{2}-\d{4}"))])
+def test_redaction_masks_paths_uris_and_the_body(audited, tmp_path):
+    private = tmp_path / "patient_id=4711" / "scan-123-45-6789.csv"
+    private.parent.mkdir()
+    private.write_text("x")
+    (record,) = audited.records()
+    masked = str(tmp_path / "patient_id=REDACTED" / "scan-REDACTED.csv")
+    assert record["attributes"][schema.FILE_PATH] == masked
+    assert record["attributes"][schema.AUDIT_RESOURCE_URI] == "file://" + masked
+    assert f"file://{masked} via builtins.open (success)" in record["body"]
+    assert "4711" not in str(record) and "123-45-6789" not in str(record)
+    assert private.read_text() == "x"  # the file is the one the program named
 
 
 def test_record_access_every_field(audited):

@@ -181,6 +181,21 @@ def test_get_object_via_client_every_field(audited, s3):
     assert s3.operations() == ["GetObject"]
 
 
+@pytest.mark.parametrize("audit_config", [AuditConfig(redact=(r"ssn=([^/]+)",))])
+def test_redaction_masks_the_key_in_uri_key_and_body(audited, s3):
+    key = "patients/ssn=123-45-6789/part-0.csv"
+    s3.put(key, b"a,b\n")
+    audited.clear()
+    body = s3.client.get_object(Bucket=s3.bucket, Key=key)["Body"].read()
+    assert body == b"a,b\n"  # the access itself is untouched
+    (record,) = audited.records()
+    a = record["attributes"]
+    assert a[schema.AUDIT_RESOURCE_URI] == f"s3://{s3.bucket}/patients/ssn=REDACTED/part-0.csv"
+    assert a[schema.AWS_S3_KEY] == "patients/ssn=REDACTED/part-0.csv"
+    assert f"s3://{s3.bucket}/patients/ssn=REDACTED/part-0.csv via s3.GetObject (success)" in record["body"]
+    assert "123-45-6789" not in json.dumps(record)
+
+
 def test_get_object_returns_what_botocore_returns(audited, s3):
     s3.put("k.bin", b"\x00\xffpayload")
     reference = _original(botocore.client.BaseClient, "_make_api_call")(

@@ -4,5 +4,8 @@
   (CRC-framed segments, ``flock`` ownership, per-exporter acknowledgements);
 * :mod:`~otel_audit.delivery.shipper` -- durable delivery: the shipper thread,
   orphan recovery, what ``otel-audit flush`` runs;
-* :mod:`~otel_audit.delivery.sink` -- the embedded ``audit_file`` exporter.
+* :mod:`~otel_audit.delivery.sink` -- the embedded ``audit_file`` exporter;
+* :mod:`~otel_audit.delivery.ownfiles` -- opening otel-audit's own files and
+  directories safely (owner-only modes, ownership checks, descriptors verified
+  before every write).
 """

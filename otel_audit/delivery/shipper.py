@@ -42,7 +42,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import TraceFlags
 
 from otel_audit import diagnostics
-from otel_audit.delivery import spool
+from otel_audit.delivery import ownfiles, spool
 
 BATCH_SIZE = 512  # records per export call
 MAX_BACKOFF = 30.0  # seconds between retries, at most, while the collector is down
@@ -233,18 +233,38 @@ class OrphanReport(NamedTuple):
     delivered: int  # records now acknowledged by every exporter
     undelivered: int  # records of orphan segments still in the spool
     live: int  # records in segments a running process holds (its own shipper delivers them)
+    refused: int = 0  # segments not delivered because this user does not own them (or their directory)
+
+
+def _refuse(what: str, exc: OSError) -> None:
+    diagnostics.report(f"NOT DELIVERED, possibly forged: {exc}. otel-audit delivers only segments of this "
+                       f"user's, in a directory nobody else can write to; remove or fix {what} by hand",
+                       key=f"refused:{what}")
 
 
 def deliver_orphans(directory: str, exporters: dict[str, LogRecordExporter], *, skip: str | None = None,
                     count_live: bool = False) -> OrphanReport:
     """Deliver every segment in ``directory`` whose writer is gone, deleting each once fully delivered.
-    ``count_live``: also count what live writers have not delivered yet (reads their segments)."""
-    delivered = left = live = 0
+    ``count_live``: also count what live writers have not delivered yet (reads their segments).
+    A directory or segment this user does not own (or others can write to) is refused, and said."""
+    try:
+        ownfiles.private_directory(directory, create=False)
+    except FileNotFoundError:
+        return OrphanReport(0, 0, 0)
+    except OSError as exc:
+        _refuse(directory, exc)
+        return OrphanReport(0, 0, 0, refused=len(spool.segments(directory)))
+    delivered = left = live = refused = 0
     spool.remove_abandoned_creations(directory)
     for path in spool.segments(directory):
         if path == skip:
             continue
-        lock = spool.OrphanLock.take(path)
+        try:
+            lock = spool.OrphanLock.take(path)
+        except spool.ForeignSegment as exc:
+            _refuse(path, exc)
+            refused += 1
+            continue
         if lock is None:  # its writer lives, or another process is delivering it
             if count_live:
                 live += undelivered(path, exporters, spool.read_ack(path))
@@ -258,7 +278,7 @@ def deliver_orphans(directory: str, exporters: dict[str, LogRecordExporter], *, 
             left += remaining
         finally:
             lock.release(delete=complete)
-    return OrphanReport(delivered, left, live)
+    return OrphanReport(delivered, left, live, refused)
 
 
 def service_directory(root: str, service_name: str) -> str:
@@ -283,6 +303,8 @@ class Shipper:
         self.interval = interval
         self._acks: dict[str, int] = {}
         self._acks_path: str | None = None
+        self._taken_seen = 0
+        self._abandoned: list[dict[str, LogRecordExporter]] = []
         self._wake = threading.Event()
         self._stopping = False
         self._deadline = float("inf")
@@ -373,8 +395,23 @@ class Shipper:
             self._wake.wait(min(backoff, max(0.0, self._deadline - time.monotonic())))
             self._wake.clear()
 
+    def _renew_exporters_if_descriptors_were_taken(self) -> None:
+        """A program that closed our spool descriptor closed the exporters' connections too, and may have
+        reused their numbers: those exporters are abandoned, never closed (their sockets forget their
+        descriptors, which may be the program's files now), and new ones take over."""
+        taken = self.writer.check()
+        if taken == self._taken_seen:
+            return
+        self._taken_seen = taken
+        ownfiles.forget_sockets(list(self.exporters.values()))
+        self._abandoned.append(self.exporters)  # never shut down: that would close what may be the program's
+        self.exporters = self._exporter_factory()
+        diagnostics.report("the program closes descriptors it did not open: the audit exporters were created "
+                           "anew, and their old connections left alone", key="exporters-renewed")
+
     def _ship_once(self) -> bool:
         try:
+            self._renew_exporters_if_descriptors_were_taken()
             ok = True
             path = self.writer.path
             if path is not None:
@@ -418,6 +455,10 @@ class Shipper:
             diagnostics.report(
                 f"audit records not yet acknowledged at exit stay in the spool ({self.directory}); the next "
                 "process of this service, or `otel-audit flush`, delivers them")
+        path = self.writer.path
+        if path is not None and path == self._acks_path and not thread.is_alive():
+            # audit data should not linger in a second place: every exporter has it, so it goes
+            self.writer.close_if(path, delivered=lambda: not self.pending())
         if not thread.is_alive():
             for exporter in self.exporters.values():
                 try:

@@ -4,32 +4,85 @@ For use without any collector.  Appends one OTLP/JSON ``ExportLogsServiceRequest
 per line to ``OTEL_PYTHON_AUDIT_FILE`` (default ``./otel-audit.jsonl``): the
 file format the collector's ``otlpjsonfile`` receiver reads, so a collector
 can pick the trail up later.  The encoding is OpenTelemetry's own
-(``opentelemetry-exporter-otlp-json-file``); this module only chooses the
-file and opens it owner-readable only (audit trails name sensitive paths).
+(``opentelemetry-exporter-otlp-json-file``, line for line what its
+``FileLogExporter`` writes); this module chooses the file and how it is
+written:
+
+* **No descriptor kept.** The file is opened for each export batch and closed
+  after it, so a program that closes descriptors it did not open cannot make
+  the trail land in one of its own files, and nothing is open before the first
+  export.
+* **Owner-only, ours only.** Created ``0600`` whatever the umask; an existing
+  trail of ours readable by others is tightened to ``0600`` (and that is said);
+  a file of another user's, a symbolic link or anything but a regular file is
+  refused.
+* **Whole lines.** A file whose last line was torn (a writer killed
+  mid-line, a full disk) gets a line break first, so the torn line stays a
+  reader's one bad line and does not swallow the next batch.
+* **Never fatal.** The exporter is created even when the path is unusable (the
+  SDK would otherwise stop initialising, and with it auditing).  A batch that
+  cannot be written is reported once and fails: with durable delivery the
+  records stay in the spool and are written once the file can be.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from typing import Sequence
 
-# The package exposes the exporter only through its entry point module.
-from opentelemetry.exporter.otlp.json.file._log_exporter import FileLogExporter
+# The package exposes its encoder and line format only through these modules; using them
+# keeps every line exactly what the stock FileLogExporter writes.
+from opentelemetry.exporter.otlp.json.file._internal import _format_line
+from opentelemetry.exporter.otlp.json.file._log_exporter import _encode_logs_to_dict
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
+from otel_audit import diagnostics
 from otel_audit.config import AuditConfig
+from otel_audit.delivery import ownfiles
 
 
-class AuditFileLogExporter(FileLogExporter):
+class AuditFileLogExporter(LogRecordExporter):
     def __init__(self, path: str | os.PathLike | None = None):
         if path is None:
             path = AuditConfig.from_env().file
         self.path = os.path.abspath(os.fspath(path))
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-        # os.fdopen, not open(): the sink's own writes are never audited.
-        self._own_stream = os.fdopen(fd, "a", encoding="utf-8")
-        super().__init__(stream=self._own_stream)
+        self._lock = threading.Lock()
+        self._shutdown = False
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        if self._shutdown:
+            return LogRecordExportResult.FAILURE
+        try:
+            encoded = _encode_logs_to_dict(batch)
+            if encoded is None:
+                return LogRecordExportResult.SUCCESS
+            line = _format_line(encoded).encode("utf-8")
+            with self._lock:
+                ownfiles.make_private_directories(os.path.dirname(self.path))
+                own, tightened = ownfiles.open_private_append(self.path)
+                try:
+                    if tightened:
+                        diagnostics.report(tightened, key=f"tightened:{self.path}")
+                    size = os.fstat(own.fd).st_size
+                    if size and os.pread(own.fd, 1, size - 1) != b"\n":
+                        line = b"\n" + line  # a torn last line (a writer killed mid-line) stays apart from ours
+                    ownfiles.write_all(own, line)
+                finally:
+                    own.close()
+        except Exception as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror and not isinstance(
+                exc, ownfiles.UntrustedPath) else str(exc)
+            diagnostics.report(
+                f"cannot write the audit trail {diagnostics.shorten(self.path)}: {reason}. With durable "
+                "delivery (the default) the records stay in the spool until it can be written; with "
+                "OTEL_PYTHON_AUDIT_DELIVERY=memory they are lost", key=f"sink:{self.path}:{type(exc).__name__}")
+            return LogRecordExportResult.FAILURE
+        return LogRecordExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        super().shutdown()
-        self._own_stream.close()
+        self._shutdown = True
+
+    def force_flush(self, timeout_millis: int = 10_000) -> bool:
+        return True  # every export is written (and closed) before it returns

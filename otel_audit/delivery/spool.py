@@ -17,6 +17,13 @@ so two processes never deliver one segment at once.  Delivery progress is
 ``<segment>.ack``: per exporter, the byte offset it acknowledged so far
 (replaced atomically), so a retry after one exporter failed resends only to
 that one.  A fully delivered orphan is deleted.
+
+Only this user's files are trusted (:mod:`otel_audit.delivery.ownfiles`):
+the service directory must be this user's and writable by nobody else, every
+file is created ``0600``, a segment another uid owns is never delivered, and
+the segment descriptor is verified before each write, so a program that
+closes descriptors it did not open (``os.closerange``) and reuses the numbers
+never gets audit frames written into its own files.
 """
 
 from __future__ import annotations
@@ -24,13 +31,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import struct
 import threading
 import time
 import uuid
 import zlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
+
+from otel_audit import diagnostics
+from otel_audit.delivery import ownfiles
 
 MAGIC = b"\xa7\x01"
 _HEADER = struct.Struct("<2sII")
@@ -106,15 +117,7 @@ def read_frames(path: str, start: int = 0, *, complete_only: bool = False) -> It
 
 def _read_file(path: str, start: int = 0) -> bytes:
     # os-level I/O: otel-audit's own reads must never be audited (nor pass through `open` hooks)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.lseek(fd, start, os.SEEK_SET)
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    return ownfiles.read_own_file(path, start)
 
 
 class SegmentWriter:
@@ -125,7 +128,8 @@ class SegmentWriter:
         self.fsync = fsync
         self.max_segment_bytes = max_segment_bytes
         self._lock = threading.Lock()
-        self._fd: int | None = None
+        self._own: ownfiles.OwnFd | None = None
+        self.taken_away = 0  # how often the program closed or reused our descriptor
         self.path: str | None = None
         self._size = 0
         self._dirty = False
@@ -133,49 +137,74 @@ class SegmentWriter:
             os.register_at_fork(after_in_child=self._forget_parent_segment)
 
     def _open(self) -> int:
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        ownfiles.private_directory(self.directory)
         name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}{SEGMENT_SUFFIX}"
         path = os.path.join(self.directory, name)
         # Created under a name segments() does not list, and named a segment only once locked:
         # an orphan scan must never take (and, finding it empty, delete) a segment whose
         # writer has created but not yet locked it -- the writer would then fill an unlinked file.
         creating = os.path.join(self.directory, f".{name}{CREATING_SUFFIX}")
-        fd = os.open(creating, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        own = ownfiles.create_private_file(creating, os.O_WRONLY | os.O_APPEND | os.O_EXCL)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(own.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.rename(creating, path)
+            own.path = path
         except BaseException:
-            os.close(fd)
+            own.close()
             try:
                 os.unlink(creating)
             except OSError:
                 pass
             raise
-        self._fd, self.path, self._size = fd, path, 0
+        self._own, self.path, self._size = own, path, 0
+        return own.fd
+
+    def _verified_fd(self) -> int | None:
+        """This process's segment descriptor, if it is still ours (call with the lock held).  One the
+        program closed or reused is dropped without touching it; the next write opens a new segment."""
+        own = self._own
+        if own is None:
+            return None
+        fd = own.verified()
+        if fd is None:
+            diagnostics.report(
+                f"the program closed or reused otel-audit's spool descriptor {own.fd} (os.closerange or "
+                f"similar): nothing was written through it; records go on in a new segment, and those "
+                f"before it are delivered from {own.path}", key="spool-fd-taken")
+            self._own, self.path, self._size, self._dirty = None, None, 0, False
+            self.taken_away += 1
         return fd
+
+    def check(self) -> int:
+        """How often the program has taken our descriptor away so far (verifies it now)."""
+        with self._lock:
+            self._verified_fd()
+            return self.taken_away
 
     def ensure_open(self) -> None:
         """Open this process's segment now if it is not (raises ``OSError`` if the spool is unwritable)."""
         with self._lock:
-            if self._fd is None:
+            if self._verified_fd() is None:
                 self._open()
 
     def _forget_parent_segment(self) -> None:
         # The child shares the parent's open file (and its flock): closing our copy
         # releases nothing of the parent's.  The child writes a segment of its own.
         self._lock = threading.Lock()
-        if self._fd is not None:
+        if self._own is not None:
             try:
-                os.close(self._fd)
+                self._own.close()
             except OSError:
                 pass
-        self._fd, self.path, self._dirty = None, None, False
+        self._own, self.path, self._dirty = None, None, False
 
     def append(self, payload: bytes) -> None:
         """Raises ``OSError`` when the record could not be written (the caller decides open/closed)."""
         data = frame(payload)
         with self._lock:
-            fd = self._fd if self._fd is not None else self._open()
+            fd = self._verified_fd()
+            if fd is None:
+                fd = self._open()
             written = os.write(fd, data)
             if written != len(data):  # disk full mid-frame: the checksum marks the tail as damage
                 raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
@@ -185,23 +214,42 @@ class SegmentWriter:
             else:
                 self._dirty = True
             if self._size >= self.max_segment_bytes:
-                self._rotate()
+                self._close(fd)
 
-    def _rotate(self) -> None:
+    def _close(self, fd: int) -> None:
         # A full segment is closed, which drops its flock: it becomes an orphan that any shipper
         # (this process's included) delivers and then deletes, so a long-running process's spool
         # does not grow without bound.  The next record opens a new segment.
         if self.fsync != "never" and self._dirty:
-            os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd, self.path, self._size, self._dirty = None, None, 0, False
+            os.fsync(fd)
+        os.close(fd)
+        self._own, self.path, self._size, self._dirty = None, None, 0, False
 
     def sync(self) -> None:
         """``fsync`` what was appended since the last sync (the ``batch`` policy calls this per shipment)."""
         with self._lock:
-            if self._fd is not None and self._dirty and self.fsync != "never":
-                os.fsync(self._fd)
+            if self._dirty and self.fsync != "never":
+                fd = self._verified_fd()
+                if fd is not None:
+                    os.fsync(fd)
                 self._dirty = False
+
+    def close_if(self, path: str, delivered: Callable[[], bool]) -> bool:
+        """At exit: if ``path`` is still this writer's segment and ``delivered()`` says every exporter
+        acknowledged all of it, delete it (and its acknowledgements) and close it.  A record written
+        later opens a new segment.  Returns whether it was deleted."""
+        with self._lock:
+            fd = self._verified_fd()
+            if fd is None or self.path != path or not delivered():
+                return False
+            for name in (path + ACK_SUFFIX, path):
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
+            os.close(fd)
+            self._own, self.path, self._size, self._dirty = None, None, 0, False
+            return True
 
 
 def read_ack(segment: str) -> dict[str, int]:
@@ -218,32 +266,44 @@ def read_ack(segment: str) -> dict[str, int]:
 def write_ack(segment: str, acks: dict[str, int]) -> None:
     """Replace the acknowledged offsets atomically (a crash leaves the old or the new, never half)."""
     temporary = f"{segment}{ACK_SUFFIX}.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    own = ownfiles.create_private_file(temporary, os.O_WRONLY | os.O_TRUNC)
     try:
-        os.write(fd, json.dumps(acks, sort_keys=True).encode())
+        ownfiles.write_all(own, json.dumps(acks, sort_keys=True).encode())
     finally:
-        os.close(fd)
+        own.close()
     os.replace(temporary, segment + ACK_SUFFIX)
+
+
+class ForeignSegment(ownfiles.UntrustedPath):
+    """A segment this user does not own: never delivered (whoever owns it could have forged it)."""
 
 
 class OrphanLock:
     """Exclusive hold on a segment whose writer is gone; ``None`` from :meth:`take` while anyone holds it."""
 
-    def __init__(self, fd: int, path: str):
-        self.fd, self.path = fd, path
+    def __init__(self, own: ownfiles.OwnFd):
+        self._own, self.path = own, own.path
 
     @classmethod
     def take(cls, path: str) -> "OrphanLock | None":
+        """Raises :class:`ForeignSegment` for a segment another user owns (or that is no regular file)."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            own = ownfiles.OwnFd(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK), path)
         except OSError:
             return None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+            info = os.fstat(own.fd)
+            if info.st_uid != os.geteuid() or not stat.S_ISREG(info.st_mode):
+                raise ForeignSegment(f"{path} is owned by uid {info.st_uid}, not by this user "
+                                     f"(uid {os.geteuid()}), or is no regular file")
+            fcntl.flock(own.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ForeignSegment:
+            own.close()
+            raise
+        except OSError:  # held by its writer or another deliverer
+            own.close()
             return None
-        return cls(fd, path)
+        return cls(own)
 
     def release(self, *, delete: bool) -> None:
         if delete:
@@ -252,7 +312,7 @@ class OrphanLock:
                     os.unlink(name)
                 except FileNotFoundError:
                     pass
-        os.close(self.fd)  # drops the flock
+        self._own.close()  # drops the flock (unless the program took the descriptor, which dropped it already)
 
 
 def remove_abandoned_creations(directory: str) -> int:
@@ -270,20 +330,20 @@ def remove_abandoned_creations(directory: str) -> int:
             continue
         path = os.path.join(directory, name)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            own = ownfiles.OwnFd(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW), path)
         except OSError:
             continue
         try:
-            info = os.fstat(fd)
+            info = os.fstat(own.fd)
             if info.st_size or time.time() - info.st_mtime < ABANDONED_CREATION_SECONDS:
                 continue
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: its writer is alive
+            fcntl.flock(own.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: its writer is alive
             os.unlink(path)
             removed += 1
         except OSError:
             continue
         finally:
-            os.close(fd)
+            own.close()
     return removed
 
 
