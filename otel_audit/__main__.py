@@ -38,6 +38,7 @@ import sys
 import time
 
 from otel_audit import schema
+from otel_audit.version import __version__
 
 EXIT_OK, EXIT_INPUT_PROBLEM, EXIT_USAGE = 0, 1, 2
 EXIT_STATUS_HELP = ("exit status: 0 ok; 1 an input file unreadable or holding malformed lines (named on stderr "
@@ -88,10 +89,8 @@ def show(paths: list[str], filters, follow: bool = False, interval: float = FOLL
     from otel_audit.trail import TrailFile, by_time
 
     trails = [TrailFile(path) for path in paths]
-    problems = 0
 
     def read_all(final: bool):
-        nonlocal problems
         found = []
         for trail in trails:
             records, errors, notices = trail.read(final=final)
@@ -99,42 +98,42 @@ def show(paths: list[str], filters, follow: bool = False, interval: float = FOLL
                 _error(error)
             for notice in notices:
                 _error(notice)
-            problems += len(errors)
             found.extend(r for r in records if filters.matches(r))
         return by_time(found)
+
+    table = show_table(follow=follow)
+    shown_widths = None  # the layout of the last header printed (none yet: nothing was shown)
+
+    def write(records) -> None:
+        nonlocal shown_widths
+        rows = [show_row(r) for r in records]
+        if not rows:
+            return  # a header only above something to show
+        table.fit(rows)
+        lines = [] if table.widths == shown_widths else [table.header()]  # wider values: a new header
+        shown_widths = list(table.widths)
+        sys.stdout.write("\n".join(lines + [line for row in rows for line in table.line(row)]) + "\n")
+        sys.stdout.flush()
 
     try:
         if follow:
             signal.signal(signal.SIGTERM, _raise_stop)
-        records = read_all(final=not follow)
-        table = show_table(follow=follow)
-        rows = [show_row(r) for r in records]
-        table.fit(rows)
-        out = [table.header()] + [line for row in rows for line in table.line(row)]
-        sys.stdout.write("\n".join(out) + "\n")
-        sys.stdout.flush()
+        write(read_all(final=not follow))
         while follow:
             time.sleep(interval)
-            rows = [show_row(r) for r in read_all(final=False)]
-            before = list(table.widths)
-            table.fit(rows)
-            if table.widths != before:
-                # wider values arrived: a new header starts the wider layout, rows stay aligned under it
-                sys.stdout.write(table.header() + "\n")
-            for row in rows:
-                sys.stdout.write("\n".join(table.line(row)) + "\n")
-            sys.stdout.flush()
+            write(read_all(final=False))
     except (KeyboardInterrupt, _Stop):
         pass
     except BrokenPipeError:  # `otel-audit show ... | head`: the reader has seen enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK if not problems else EXIT_INPUT_PROBLEM
+        return EXIT_OK if not any(trail.problems for trail in trails) else EXIT_INPUT_PROBLEM
     finally:
         for trail in trails:
             trail.close()
     _report_skipped(trails)
+    problems = sum(trail.problems for trail in trails)
     if problems:
-        _error(f"{problems} input problem(s), listed above; every record that could be read is shown")
+        _error(f"{problems} input problem(s), see above; every record that could be read is shown")
         return EXIT_INPUT_PROBLEM
     return EXIT_OK
 
@@ -153,6 +152,7 @@ def report(paths: list[str], filters, fmt: str, output: str | None) -> int:
     renderers = {"text": reports.render_text, "json": reports.render_json, "csv": reports.render_csv,
                  "html": lambda summary: reports.render_html(summary, time.time_ns())}
     text = renderers[fmt](summary)
+    problems = sum(trail.problems for trail in trails)
     try:
         if output is None or output == "-":
             sys.stdout.write(text)
@@ -165,20 +165,35 @@ def report(paths: list[str], filters, fmt: str, output: str | None) -> int:
     except OSError as exc:
         _error(f"cannot write {output or '<stdout>'}: {exc.strerror or exc}")
         return EXIT_INPUT_PROBLEM
-    if errors:
-        _error(f"{len(errors)} input problem(s), listed above; the report covers every record that could be read")
+    if problems:
+        _error(f"{problems} input problem(s), see above; the report covers every record that could be read")
         return EXIT_INPUT_PROBLEM
     return EXIT_OK
 
 
+FLUSH_EXIT_HELP = ("exit status: 0 every record left in the spool was delivered (or none was left); 1 some "
+                   "were not (the count is said) or a segment was refused (not this user's); 2 usage error, or a "
+                   "spool directory that does not exist (other than the default one)")
+
+
 def flush(spool_dir: str | None) -> int:
-    from otel_audit.config import AuditConfig
+    from otel_audit.config import AuditConfig, default_spool_dir
+    from otel_audit.delivery import spool
     from otel_audit.delivery.shipper import deliver_orphans, exporters_from_env
 
     root = spool_dir or AuditConfig.from_env().spool_dir
+    if not os.path.isdir(root):
+        if os.path.abspath(root) != os.path.abspath(default_spool_dir()):  # a typo must not look like success
+            _error(f"flush: the spool directory {root} does not exist (--spool-dir or OTEL_PYTHON_AUDIT_SPOOL_DIR)")
+            return EXIT_USAGE
+        print(f"otel-audit flush: 0 records delivered from {root} (no spool yet)")
+        return EXIT_OK
+    services = sorted(os.listdir(root))
+    if not any(spool.segments(os.path.join(root, service)) for service in services):
+        print(f"otel-audit flush: 0 records delivered from {root} (nothing left in the spool)")
+        return EXIT_OK
     exporters = exporters_from_env()  # none configured: every spooled record counts as not delivered
     delivered = left = live = refused = 0
-    services = sorted(os.listdir(root)) if os.path.isdir(root) else []
     for service in services:
         directory = os.path.join(root, service)
         if not (os.path.isdir(directory) or os.path.islink(directory)):
@@ -223,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="otel-audit", description="otel-audit's command line: read audit trails, deliver the spool",
         epilog=EXIT_STATUS_HELP)
+    parser.add_argument("--version", action="version", version=f"otel-audit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     show_parser = commands.add_parser(
         "show", help="the accesses as a table, oldest first", epilog=EXIT_STATUS_HELP,
@@ -245,8 +261,16 @@ def main(argv: list[str] | None = None) -> int:
                                     "self-contained page with a timeline)")
     report_parser.add_argument("-o", "--output", metavar="FILE",
                                help="write there instead of stdout (a new file is created 0600: audit data)")
-    flush_parser = commands.add_parser("flush", help="deliver what ended processes left in the spool")
-    flush_parser.add_argument("--spool-dir", help="spool root (default: OTEL_PYTHON_AUDIT_SPOOL_DIR)")
+    flush_parser = commands.add_parser(
+        "flush", help="deliver what ended processes left in the spool", epilog=FLUSH_EXIT_HELP,
+        description="Deliver every record that processes which ended (collector down at exit, killed, os._exit "
+                    "workers) left in the spool, through the exporters OTEL_LOGS_EXPORTER names (with the usual "
+                    "OTEL_EXPORTER_OTLP_* settings), and delete each segment once every exporter acknowledged it. "
+                    "Records of running processes are left to them (and counted). Segments this user does not own "
+                    "are never delivered.")
+    flush_parser.add_argument("--spool-dir", metavar="DIR",
+                              help="spool root (default: OTEL_PYTHON_AUDIT_SPOOL_DIR, else "
+                                   "$XDG_STATE_HOME/otel-audit/spool); it must exist unless it is the default")
     args = parser.parse_args(argv)
     if args.command == "flush":
         return flush(args.spool_dir)

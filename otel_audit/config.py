@@ -176,7 +176,7 @@ def _parse_redactions(value: str) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-def _default_spool_dir() -> str:
+def default_spool_dir() -> str:
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(state, "otel-audit", "spool")
 
@@ -243,7 +243,7 @@ class AuditConfig:
     model_extensions: tuple[str, ...] = DEFAULT_MODEL_EXTENSIONS
     file: str = "./otel-audit.jsonl"
     delivery: str = "durable"
-    spool_dir: str = field(default_factory=_default_spool_dir)
+    spool_dir: str = field(default_factory=default_spool_dir)
     spool_fsync: str = "batch"
     spool_max_bytes: int = 1 << 30
     on_failure: str = "open"

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from typing import Collection
 
+from opentelemetry._logs import LoggerProvider
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.trace import TracerProvider
 
 from otel_audit import diagnostics
 from otel_audit.config import AuditConfig
@@ -36,6 +38,28 @@ class AuditInstrumentor(BaseInstrumentor):
     """Records every data and model access as an OpenTelemetry audit log record."""
 
     _access_points: list[AccessPoint] = []
+
+    def instrument(self, *, config: AuditConfig | None = None, logger_provider: LoggerProvider | None = None,
+                   tracer_provider: TracerProvider | None = None, **kwargs) -> None:
+        """Start auditing: patch every access point of ``config.hooks`` (each library when it is imported).
+
+        ``config``
+            an :class:`~otel_audit.AuditConfig`; default ``AuditConfig.from_env()``, the
+            ``OTEL_PYTHON_AUDIT_*`` variables.  ``AuditConfig(delivery="memory")`` sends records
+            through ``logger_provider``'s own processors; with the default ``delivery="durable"``
+            they are spooled and shipped through the exporters ``OTEL_LOGS_EXPORTER`` names.
+        ``logger_provider``
+            the OpenTelemetry ``LoggerProvider`` records are emitted through (default: the global
+            one); its resource names the service and its spool directory.
+        ``tracer_provider``
+            for audit spans (``AuditConfig(spans=True)``; default: the global one).
+
+        Never raises: a problem is reported on stderr (``otel-audit: ...``) and every other hook
+        still loads.  Calling it again while instrumented does nothing; :meth:`uninstrument` puts
+        back every patched object exactly.
+        """
+        return super().instrument(config=config, logger_provider=logger_provider,
+                                  tracer_provider=tracer_provider, **kwargs)
 
     def instrumentation_dependencies(self) -> Collection[str]:
         # Every instrumented library is optional: each hook waits for its import.

@@ -121,26 +121,64 @@ class Record:
 
 # -- decoding ----------------------------------------------------------------
 
-def _any_value(value: object) -> object:
+_KINDS = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
+          bool: "true or false", type(None): "null"}
+
+
+class Malformed(ValueError):
+    """A line that is not OTLP/JSON logs; the message says where and what, in OTLP's own terms."""
+
+
+def _kind(value: object) -> str:
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def _object(value: object, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise Malformed(f"{where} is {_kind(value)}, not an object")
+    return value
+
+
+def _list(container: dict, key: str, where: str) -> list:
+    value = container.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Malformed(f"{f'{where}.' if where else ''}{key} is {_kind(value)}, not a list")
+    return value
+
+
+def _any_value(value: object, where: str) -> object:
     """An OTLP/JSON ``AnyValue`` as a plain value (int64 arrives as a string or a number)."""
     if not isinstance(value, dict) or not value:
         return None
-    (kind, raw), = list(value.items())[:1]
+    kind, raw = next(iter(value.items()))
     if kind == "intValue":
-        return int(raw)
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise Malformed(f"{where}.intValue is {_kind(raw)}, not an integer") from None
     if kind == "arrayValue":
-        return [_any_value(v) for v in raw.get("values", [])]
+        items = _list(_object(raw, f"{where}.arrayValue"), "values", f"{where}.arrayValue")
+        return [_any_value(v, f"{where}.arrayValue.values[{i}]") for i, v in enumerate(items)]
     if kind == "kvlistValue":
-        return {kv["key"]: _any_value(kv.get("value")) for kv in raw.get("values", [])}
+        return _key_values(_object(raw, f"{where}.kvlistValue").get("values"), f"{where}.kvlistValue.values")
     return raw
 
 
-def _key_values(items: object) -> dict:
+def _key_values(items: object, where: str) -> dict:
     if items is None:
         return {}
     if not isinstance(items, list):
-        raise TypeError(f"attributes is a {type(items).__name__}, not a list")
-    return {kv["key"]: _any_value(kv.get("value")) for kv in items}
+        raise Malformed(f"{where} is {_kind(items)}, not a list")
+    values = {}
+    for index, item in enumerate(items):
+        item = _object(item, f"{where}[{index}]")
+        key = item.get("key")
+        if not isinstance(key, str):
+            raise Malformed(f"{where}[{index}] has no key")
+        values[key] = _any_value(item.get("value"), f"{where}[{index}].value")
+    return values
 
 
 def _is_audit_record(log: dict, scope: dict) -> bool:
@@ -148,49 +186,76 @@ def _is_audit_record(log: dict, scope: dict) -> bool:
     return log.get("eventName") == schema.EVENT_NAME or scope.get("name") == schema.SCOPE_NAME
 
 
+def _nanoseconds(log: dict, key: str, where: str) -> int:
+    value = log.get(key) or 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise Malformed(f"{where}.{key} is {_kind(value)}, not a time in nanoseconds") from None
+
+
 def decode_line(line: str, path: str, number: int) -> tuple[list[Record], list[TrailError], int]:
     """The audit records in one OTLP/JSON line, problems found, and how many non-audit log records it held.
 
-    Raises ``ValueError`` when the line is not an OTLP/JSON logs request at all.
+    Raises :class:`Malformed` (a ``ValueError``) when the line is not an OTLP/JSON logs request,
+    saying where and what in OTLP's terms (``resourceLogs[0].scopeLogs is a string, not a list``).
     """
     try:
+        return _decode_document(line, path, number)
+    except RecursionError:
+        raise Malformed("nested too deeply to be OTLP/JSON") from None
+
+
+def _decode_document(line: str, path: str, number: int) -> tuple[list[Record], list[TrailError], int]:
+    try:
         document = json.loads(line)
-        resource_logs_list = document["resourceLogs"]
-        if not isinstance(resource_logs_list, list):
-            raise TypeError("resourceLogs is not a list")
-        records, problems, skipped = [], [], 0
-        for resource_logs in resource_logs_list:
-            resource = _key_values((resource_logs.get("resource") or {}).get("attributes"))
-            for scope_logs in resource_logs.get("scopeLogs") or []:
-                scope = scope_logs.get("scope") or {}
-                for log in scope_logs.get("logRecords") or []:
-                    if not _is_audit_record(log, scope):
-                        skipped += 1
-                        continue
-                    attributes = _key_values(log.get("attributes"))
-                    time_ns = int(log.get("timeUnixNano") or 0) or int(log.get("observedTimeUnixNano") or 0)
-                    record = Record(
-                        time_ns=time_ns,
-                        attributes=attributes,
-                        body=str(_any_value(log.get("body")) or ""),
-                        severity=str(log.get("severityText") or ""),
-                        trace_id=str(log.get("traceId") or "").lower(),
-                        span_id=str(log.get("spanId") or "").lower(),
-                        resource_attributes=resource,
-                        source=f"{path}:{number}",
-                    )
-                    missing = sorted(schema.REQUIRED_ATTRIBUTES - attributes.keys())
-                    if missing:
-                        problems.append(TrailError(path, number, f"audit record lacks {', '.join(missing)} (shown with '?')"))
-                    if not time_ns:
-                        problems.append(TrailError(path, number, "audit record has no timestamp (shown as the earliest)"))
-                    records.append(record)
-        return records, problems, skipped
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ValueError(f"not an OTLP/JSON logs line ({type(exc).__name__}: {exc})") from exc
+    except ValueError as exc:
+        reason = f"{exc.msg} at character {exc.pos + 1}" if isinstance(exc, json.JSONDecodeError) else "invalid"
+        raise Malformed(f"not JSON ({reason})") from None
+    if not isinstance(document, dict) or "resourceLogs" not in document:
+        found = (f"an object with {', '.join(sorted(map(str, document))[:5]) or 'no keys'}"
+                 if isinstance(document, dict) else _kind(document))
+        raise Malformed(f"not an OTLP/JSON logs request: {found}, where an object with resourceLogs is expected")
+    records, problems, skipped = [], [], 0
+    for r, resource_logs in enumerate(_list(document, "resourceLogs", "")):
+        where_r = f"resourceLogs[{r}]"
+        resource_logs = _object(resource_logs, where_r)
+        resource_json = _object(resource_logs.get("resource") or {}, f"{where_r}.resource")
+        resource = _key_values(resource_json.get("attributes"), f"{where_r}.resource.attributes")
+        for s, scope_logs in enumerate(_list(resource_logs, "scopeLogs", where_r)):
+            where_s = f"{where_r}.scopeLogs[{s}]"
+            scope_logs = _object(scope_logs, where_s)
+            scope = _object(scope_logs.get("scope") or {}, f"{where_s}.scope")
+            for n, log in enumerate(_list(scope_logs, "logRecords", where_s)):
+                where = f"{where_s}.logRecords[{n}]"
+                log = _object(log, where)
+                if not _is_audit_record(log, scope):
+                    skipped += 1
+                    continue
+                attributes = _key_values(log.get("attributes"), f"{where}.attributes")
+                time_ns = _nanoseconds(log, "timeUnixNano", where) or _nanoseconds(log, "observedTimeUnixNano", where)
+                record = Record(
+                    time_ns=time_ns,
+                    attributes=attributes,
+                    body=str(_any_value(log.get("body"), f"{where}.body") or ""),
+                    severity=str(log.get("severityText") or ""),
+                    trace_id=str(log.get("traceId") or "").lower(),
+                    span_id=str(log.get("spanId") or "").lower(),
+                    resource_attributes=resource,
+                    source=f"{path}:{number}",
+                )
+                missing = sorted(schema.REQUIRED_ATTRIBUTES - attributes.keys())
+                if missing:
+                    problems.append(TrailError(path, number, f"audit record lacks {', '.join(missing)} (shown with '?')"))
+                if not time_ns:
+                    problems.append(TrailError(path, number, "audit record has no timestamp (shown as the earliest)"))
+                records.append(record)
+    return records, problems, skipped
 
 
 # -- reading files -----------------------------------------------------------
+
+MAX_LISTED_PROBLEMS = 20  # per file: past that they are counted, not listed
 
 def display_path(path: str) -> str:
     return "<stdin>" if path == STDIN else path
@@ -218,6 +283,16 @@ class TrailFile:
         self._line = 0
         self._partial = b""
         self._missing_reported = False
+        self.problems = 0  # every problem found, listed or not
+        self._unlisted = 0
+
+    def _problem(self, errors: list[TrailError], error: TrailError) -> None:
+        """List a problem, up to :data:`MAX_LISTED_PROBLEMS` per file (a binary file is one problem a line)."""
+        self.problems += 1
+        if self.problems <= MAX_LISTED_PROBLEMS:
+            errors.append(error)
+        else:
+            self._unlisted += 1
 
     # The stream is binary: a line of invalid UTF-8 is one bad line, not an unreadable file.
     def _open(self) -> None:
@@ -274,6 +349,10 @@ class TrailFile:
             if not self._open_or_report(errors):
                 return records, errors, notices
             self._drain(records, errors, final=final)
+        if self._unlisted and final:
+            errors.append(TrailError(self.name, 0, f"{self._unlisted} more problems in this file, not listed "
+                                                   f"(the first {MAX_LISTED_PROBLEMS} are)"))
+            self._unlisted = 0
         return records, errors, notices
 
     def _open_or_report(self, errors: list[TrailError]) -> bool:
@@ -283,7 +362,7 @@ class TrailFile:
             return True
         except OSError as exc:
             if not self._missing_reported:
-                errors.append(TrailError(self.name, 0, f"cannot read: {exc.strerror or exc}"))
+                self._problem(errors, TrailError(self.name, 0, f"cannot read: {exc.strerror or exc}"))
                 self._missing_reported = True
             return False
 
@@ -294,7 +373,7 @@ class TrailFile:
             try:
                 chunk = self._stream.read(_CHUNK)
             except OSError as exc:
-                errors.append(TrailError(self.name, 0, f"cannot read: {exc.strerror or exc}"))
+                self._problem(errors, TrailError(self.name, 0, f"cannot read: {exc.strerror or exc}"))
                 return
             if not chunk:
                 break
@@ -315,15 +394,16 @@ class TrailFile:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            errors.append(TrailError(self.name, self._line, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
+            self._problem(errors, TrailError(self.name, self._line, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
             return
         try:
             found, problems, skipped = decode_line(line, self.name, self._line)
         except ValueError as exc:
-            errors.append(TrailError(self.name, self._line, str(exc)))
+            self._problem(errors, TrailError(self.name, self._line, str(exc)))
             return
         records.extend(found)
-        errors.extend(problems)
+        for problem in problems:
+            self._problem(errors, problem)
         self.records_read += len(found)
         self.skipped += skipped
 

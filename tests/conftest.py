@@ -154,6 +154,13 @@ def instrumented_env(**overrides: str) -> dict:
     return env
 
 
+def otel_audit_lines(output: str) -> list[str]:
+    """What otel-audit itself said: its lines start with ``otel-audit: ``.  Never match a bare substring
+    of a child's output instead: the checkout's path (a clone named otel-audit), the user name, the temp
+    dir or the virtualenv can contain it."""
+    return [line for line in output.splitlines() if line.startswith(f"{diagnostics.PREFIX} ")]
+
+
 def run_instrumented(script: Path | str, *args: str, cwd: Path, env: dict, timeout: float = 180) -> subprocess.CompletedProcess:
     """``opentelemetry-instrument python script args...``, the way a user runs it."""
     return subprocess.run(
@@ -172,4 +179,4 @@ def otlp_env(receiver, protocol: str, **overrides: str) -> dict:
     )
 
 
-__all__ = ["records_from_jsonl", "run_instrumented", "instrumented_env", "otlp_env", "REPO"]
+__all__ = ["records_from_jsonl", "run_instrumented", "instrumented_env", "otlp_env", "otel_audit_lines", "REPO"]

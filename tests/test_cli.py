@@ -110,7 +110,10 @@ HEADERS = ["TIME", "USER", "ACTION", "TYPE", "OUTCOME", "API", "CALL SITE", "RES
 
 
 def parse_table(stdout: str) -> list[list[str]]:
-    """Cut each line at the header's column starts, and check every row is aligned on them."""
+    """Cut each line at the header's column starts, and check every row is aligned on them.
+    No output at all is no rows: show prints its header only above something to show."""
+    if stdout == "":
+        return []
     lines = stdout.splitlines()
     header = lines[0]
     starts = [header.index(name) for name in HEADERS]
@@ -317,6 +320,44 @@ def test_show_escapes_hostile_strings_and_keeps_columns_aligned(tmp_path):
         assert ("mallory\\u009b31m" if fmt == "json" else "mallory\\x9b31m") in reported.stdout
 
 
+@pytest.mark.parametrize("line, message", [
+    ('[1, 2]', "not an OTLP/JSON logs request: a list, where an object with resourceLogs is expected"),
+    ('{"foo": 1, "bar": 2}', "not an OTLP/JSON logs request: an object with bar, foo, where an object with "
+                             "resourceLogs is expected"),
+    ('{"resourceLogs": [{"scopeLogs": "x"}]}', "resourceLogs[0].scopeLogs is a string, not a list"),
+    ('{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"eventName": "audit.access", "attributes": [{"value": {}}]}]}]}]}',
+     "resourceLogs[0].scopeLogs[0].logRecords[0].attributes[0] has no key"),
+    ('{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"eventName": "audit.access", "timeUnixNano": "soon"}]}]}]}',
+     "resourceLogs[0].scopeLogs[0].logRecords[0].timeUnixNano is a string, not a time in nanoseconds"),
+    ('{"resourceLogs": [{"resource": {"attributes": [{"key": "k", "value": {"intValue": "x"}}]}}]}',
+     "resourceLogs[0].resource.attributes[0].value.intValue is a string, not an integer"),
+    ("[" * 100_000, "nested too deeply to be OTLP/JSON"),
+])
+def test_malformed_lines_are_described_in_otlp_terms(tmp_path, line, message):
+    trail = tmp_path / "bad.jsonl"
+    trail.write_text(line + "\n")
+    shown = cli("show", str(trail), cwd=tmp_path)
+    assert shown.returncode == 1 and shown.stdout == ""  # no header above nothing
+    assert shown.stderr.splitlines()[0] == f"otel-audit: {trail}:1: {message}"
+
+
+def test_a_binary_file_lists_twenty_problems_and_counts_the_rest(tmp_path):
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(b"".join(bytes([0xff, n % 256, 0x0a]) for n in range(300)))  # 300 lines, none UTF-8
+    shown = cli("show", str(binary), cwd=tmp_path)
+    assert shown.returncode == 1 and shown.stdout == ""
+    lines = shown.stderr.splitlines()
+    assert len(lines) == 22
+    assert all(line.startswith(f"otel-audit: {binary}:") and "not UTF-8 text" in line for line in lines[:20])
+    assert lines[20:] == [f"otel-audit: {binary}: 280 more problems in this file, not listed (the first 20 are)",
+                          "otel-audit: 300 input problem(s), see above; every record that could be read is shown"]
+
+
+def test_show_of_a_missing_file_prints_no_header(tmp_path):
+    shown = cli("show", str(tmp_path / "absent.jsonl"), cwd=tmp_path)
+    assert (shown.returncode, shown.stdout) == (1, "")
+
+
 def test_show_malformed_lines_are_named_and_never_hide_valid_ones(tmp_path):
     trail = tmp_path / "mixed.jsonl"
     good = otlp_line((T0, audit_attributes(uri="s3://b/good1", seq=1)))
@@ -338,14 +379,13 @@ def test_show_malformed_lines_are_named_and_never_hide_valid_ones(tmp_path):
         ("svc", "success", "s3://b/good1"), ("?", "?", "s3://b/incomplete"), ("svc", "success", "s3://b/good2")]
     assert shown.stderr.splitlines() == [
         f"otel-audit: {missing}: cannot read: No such file or directory",
-        f"otel-audit: {trail}:1: not an OTLP/JSON logs line (JSONDecodeError: Expecting property name enclosed "
-        "in double quotes: line 1 column 2 (char 1))",
-        f"otel-audit: {trail}:3: not an OTLP/JSON logs line (TypeError: resourceLogs is not a list)",
+        f"otel-audit: {trail}:1: not JSON (Expecting property name enclosed in double quotes at character 2)",
+        f"otel-audit: {trail}:3: resourceLogs is a number, not a list",
         f"otel-audit: {trail}:5: not UTF-8 text (invalid start byte at byte 20)",
         f"otel-audit: {trail}:6: audit record lacks audit.outcome, user.name (shown with '?')",
         f"otel-audit: {tmp_path}: cannot read: Is a directory",
         f"otel-audit: {trail}: 1 log records that are not audit.access events were left out",
-        "otel-audit: 6 input problem(s), listed above; every record that could be read is shown",
+        "otel-audit: 6 input problem(s), see above; every record that could be read is shown",
     ]
 
 
@@ -355,7 +395,7 @@ def test_show_reads_stdin(trail):
     assert [r[4] for r in parse_table(shown.stdout)] == ["failure: FileNotFoundError"]
     broken = cli("show", "-", cwd=trail.parent, stdin="garbage\n")
     assert broken.returncode == 1
-    assert broken.stderr.splitlines()[0].startswith("otel-audit: <stdin>:1: not an OTLP/JSON logs line")
+    assert broken.stderr.splitlines()[0].startswith("otel-audit: <stdin>:1: not JSON (")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -491,23 +531,23 @@ def test_follow_waits_for_a_missing_file_and_exits_cleanly_on_ctrl_c(tmp_path):
     trail = tmp_path / "later.jsonl"
     follower = Follower(str(trail), cwd=tmp_path)
     try:
-        assert follower.next_lines(1)[0].startswith("TIME")
         # the file was missing at first and a line was malformed: each reported as it happens
         assert follower.next_error() == f"otel-audit: {trail}: cannot read: No such file or directory"
+        assert follower.quiet(1.0)  # no header while there is nothing to show
         trail.write_text(otlp_line((T0, audit_attributes(uri="s3://b/appeared", seq=1))))
         assert follower.next_error() == f"otel-audit: {trail}: now readable, reading it"
-        assert resource_of(follower.next_rows(1)[0]) == "s3://b/appeared"
+        header, row = follower.next_lines(2)
+        assert header.startswith("TIME ") and resource_of(row) == "s3://b/appeared"
         with open(trail, "a") as stream:
             stream.write("{broken\n")
         assert follower.next_error() == (
-            f"otel-audit: {trail}:2: not an OTLP/JSON logs line (JSONDecodeError: Expecting property name enclosed "
-            "in double quotes: line 1 column 2 (char 1))")
+            f"otel-audit: {trail}:2: not JSON (Expecting property name enclosed in double quotes at character 2)")
     finally:
         code, stderr = follower.stop(signal.SIGINT)
     # exit 1 for the problems, no traceback
     assert code == 1
     assert stderr.splitlines() == [
-        "otel-audit: 2 input problem(s), listed above; every record that could be read is shown",
+        "otel-audit: 2 input problem(s), see above; every record that could be read is shown",
     ]
 
 
@@ -623,9 +663,8 @@ def test_report_keeps_valid_records_and_fails_on_malformed_input(tmp_path):
     document = json.loads(result.stdout)
     assert document["summary"]["records"] == 1
     assert document["input_errors"] == [{"file": str(trail), "line": 1, "message":
-                                         "not an OTLP/JSON logs line (JSONDecodeError: Expecting value: line 1 column 1 (char 0))"}]
-    assert result.stderr.splitlines()[0] == (
-        f"otel-audit: {trail}:1: not an OTLP/JSON logs line (JSONDecodeError: Expecting value: line 1 column 1 (char 0))")
+                                         "not JSON (Expecting value at character 1)"}]
+    assert result.stderr.splitlines()[0] == f"otel-audit: {trail}:1: not JSON (Expecting value at character 1)"
     unwritable = cli("report", str(trail), "--output", str(tmp_path / "no" / "dir" / "r.txt"), cwd=tmp_path)
     assert unwritable.returncode == 1
     assert f"otel-audit: cannot write {tmp_path / 'no' / 'dir' / 'r.txt'}: No such file or directory" in unwritable.stderr
@@ -803,3 +842,37 @@ def test_html_report_renders_in_a_browser(trail, tmp_path):
     all_colours = {row[i:i + 3] for row in rows for i in range(0, len(row), channels)}
     assert any(near(c, (0xd6, 0x3a, 0x3a)) for c in all_colours)
     assert any(near(c, (0x2f, 0x9e, 0x74)) for c in all_colours)
+
+
+def test_version(tmp_path):
+    from otel_audit import __version__
+
+    shown = cli("--version", cwd=tmp_path)
+    assert (shown.returncode, shown.stdout, shown.stderr) == (0, f"otel-audit {__version__}\n", "")
+
+
+def test_flush_help_documents_every_option_and_the_exit_statuses(tmp_path):
+    shown = cli("flush", "--help", cwd=tmp_path)
+    assert shown.returncode == 0
+    text = " ".join(shown.stdout.split())
+    for documented in ("--spool-dir DIR", "OTEL_PYTHON_AUDIT_SPOOL_DIR", "OTEL_LOGS_EXPORTER",
+                       "exit status: 0 every record left in the spool was delivered", "1 some were not",
+                       "2 usage error, or a spool directory that does not exist"):
+        assert documented in text, documented
+
+
+def test_flush_of_a_spool_directory_that_does_not_exist_is_a_usage_error(tmp_path):
+    flushed = cli("flush", "--spool-dir", str(tmp_path / "tpyo"), cwd=tmp_path)
+    assert (flushed.returncode, flushed.stdout) == (2, "")
+    assert flushed.stderr == (f"otel-audit: flush: the spool directory {tmp_path / 'tpyo'} does not exist "
+                              "(--spool-dir or OTEL_PYTHON_AUDIT_SPOOL_DIR)\n")
+
+
+def test_flush_with_nothing_pending_says_nothing_about_exporters(tmp_path):
+    (tmp_path / "spool" / "svc").mkdir(parents=True, mode=0o700)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    flushed = subprocess.run([sys.executable, "-m", "otel_audit", "flush", "--spool-dir", str(tmp_path / "spool")],
+                             cwd=tmp_path, env={**env, "OTEL_LOGS_EXPORTER": "none"}, capture_output=True,
+                             text=True, timeout=60)
+    assert (flushed.returncode, flushed.stderr) == (0, "")
+    assert flushed.stdout == f"otel-audit flush: 0 records delivered from {tmp_path / 'spool'} (nothing left in the spool)\n"

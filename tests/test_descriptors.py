@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import instrumented_env, otlp_env, records_from_jsonl, run_instrumented
+from conftest import instrumented_env, otel_audit_lines, otlp_env, records_from_jsonl, run_instrumented
 from otel_audit import schema
 
 # One audited access (the spool segment, the exporters and the shipper are all up by then), then
@@ -62,7 +62,7 @@ def test_the_audit_file_sink_never_writes_into_the_programs_files(tmp_path, deli
                            OTEL_PYTHON_AUDIT_DELIVERY=delivery)
     result = _run(tmp_path, env)
     _assert_every_access_once(records_from_jsonl(trail), tmp_path)
-    said = [line for line in result.stderr.splitlines() if line.startswith("otel-audit:")]
+    said = otel_audit_lines(result.stderr)
     if delivery == "durable":  # the spool segment was open and got closed under it: said once, and what follows
         assert len(said) == 2, result.stderr
         assert said[0].startswith("otel-audit: the program closed or reused otel-audit's spool descriptor ")

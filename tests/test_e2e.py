@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import otel_audit
-from conftest import instrumented_env, otlp_env, records_from_jsonl, run_instrumented
+from conftest import instrumented_env, otel_audit_lines, otlp_env, records_from_jsonl, run_instrumented
 from otel_audit import schema
 
 SCRIPT = Path(__file__).parent / "scripts" / "access_all.py"
@@ -38,7 +38,7 @@ def _s3_env(endpoint: str) -> dict:
 def _run(tmp_path, env) -> tuple[list[dict], "subprocess.CompletedProcess"]:  # noqa: F821
     result = run_instrumented(SCRIPT, str(tmp_path), cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    assert "otel-audit:" not in result.stderr, result.stderr  # no internal error, no config complaint
+    assert otel_audit_lines(result.stderr) == [], result.stderr  # no internal error, no config complaint
     return json.loads(result.stdout.strip().splitlines()[-1]), result
 
 
@@ -195,7 +195,7 @@ def test_crash_traceback_is_untouched(tmp_path):
     result = run_instrumented(script, cwd=tmp_path, env=env)
     assert result.returncode == 1
     assert result.stderr.rstrip().endswith("FileNotFoundError: [Errno 2] No such file or directory: 'missing.txt'")
-    assert "otel-audit" not in result.stderr  # the interpreter reading source lines is not an access
+    assert otel_audit_lines(result.stderr) == []  # the interpreter reading source lines is not an access
     records = records_from_jsonl(tmp_path / "otel-audit.jsonl")
     assert [(r["attributes"][schema.AUDIT_ACTION], r["attributes"][schema.AUDIT_OUTCOME]) for r in records] == [
         ("write", "success"), ("read", "failure")]

@@ -23,7 +23,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from conftest import OPENTELEMETRY_INSTRUMENT, REPO, instrumented_env, otlp_env, run_instrumented
+from conftest import OPENTELEMETRY_INSTRUMENT, REPO, instrumented_env, otel_audit_lines, otlp_env, run_instrumented
 
 TRAIN_DIR = REPO / "examples" / "train"
 TRAIN = TRAIN_DIR / "train.py"
@@ -103,7 +103,7 @@ def test_train_job_trail_spans_and_unchanged_output(spans_on, train_s3, plain_tr
     assert result.returncode == 0, result.stderr
     assert result.stdout == plain.stdout
     assert "test accuracy" in result.stdout and result.stdout.count("train loss") == 4
-    assert "otel-audit" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert otel_audit_lines(result.stderr) == [] and "Traceback" not in result.stderr, result.stderr
     run = tmp_path.resolve() / "run"
     assert (run / "metrics.json").read_text() == (plain_cwd / "run" / "metrics.json").read_text()
 
@@ -233,7 +233,7 @@ def test_serve_attributes_each_access_to_its_end_user(tmp_path, grpc_receiver):
             out, err = server.communicate()
     assert server.returncode == 0, err
     assert out == "stopped\n"  # after the "serving on" line
-    assert "otel-audit" not in err and "Traceback" not in err, err
+    assert otel_audit_lines(err) == [] and "Traceback" not in err, err
 
     def accounts(user):
         return [f"{user}-{i}" for i in (1, 2, 3)]

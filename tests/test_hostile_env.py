@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, instrumented_env, records_from_jsonl, run_instrumented
+from conftest import BIN, instrumented_env, otel_audit_lines, records_from_jsonl, run_instrumented
 from otel_audit import schema
 from otel_audit.config import SETTINGS, AuditConfig, ConfigError
 from otel_audit.resources import Redactor
@@ -91,7 +91,8 @@ def _run_one(tmp: Path, variable: str, label: str, value: str) -> tuple[str, str
     # fine file name), or the default one the bad value was replaced by
     trails = [trail, work / "otel-audit.jsonl"] + ([work / config.file] if variable.endswith("_FILE") else [])
     if not any(audited(path) for path in trails):
-        if "not audited: " in result.stderr and variable in result.stderr:
+        if any(line.startswith("otel-audit: not audited: ") and variable in line
+               for line in otel_audit_lines(result.stderr)):
             pass  # an include/exclude glob that leaves the file out: said, not silent
         else:
             # The trail could not be written: the record must be in the spool, and this said.
@@ -129,7 +130,7 @@ def test_a_glob_that_leaves_resources_out_is_said_once(tmp_path, variable, value
                            **{variable: value})
     result = run_instrumented(tmp_path / "job.py", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    said = [line for line in result.stderr.splitlines() if line.startswith("otel-audit:")]
+    said = otel_audit_lines(result.stderr)
     why = "is outside OTEL_PYTHON_AUDIT_INCLUDE_PATHS" if "INCLUDE" in variable else "matches OTEL_PYTHON_AUDIT_EXCLUDE_PATHS"
     assert said == [f"otel-audit: not audited: '{tmp_path / 'a.txt'}', which {why} (said once; further resources "
                     "it leaves out are not listed)"]

@@ -173,3 +173,24 @@ def test_resource_without_instance_id_is_reported(capsys):
     AuditInstrumentor().instrument(logger_provider=provider, config=AuditConfig(hooks=("open",)))
     AuditInstrumentor().uninstrument()
     assert capsys.readouterr().err == ""
+
+
+def test_the_public_names_the_readme_uses_are_importable_from_the_package():
+    import otel_audit
+
+    assert sorted(otel_audit.__all__) == ["AuditConfig", "AuditInstrumentor", "__version__", "audit_access",
+                                          "enduser", "record_access"]
+    for name in otel_audit.__all__:
+        assert getattr(otel_audit, name) is not None
+    assert otel_audit.AuditConfig is AuditConfig
+
+
+def test_instrument_documents_its_own_arguments():
+    import inspect
+
+    signature = inspect.signature(AuditInstrumentor.instrument)
+    assert [p for p in signature.parameters if p not in ("self", "kwargs")] == [
+        "config", "logger_provider", "tracer_provider"]
+    doc = inspect.getdoc(AuditInstrumentor.instrument)
+    for documented in ("``config``", "``logger_provider``", "``tracer_provider``", "Never raises", "uninstrument"):
+        assert documented in doc

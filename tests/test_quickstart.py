@@ -53,10 +53,9 @@ def test_show_reports_bad_lines_and_keeps_the_good_ones(tmp_path):
     assert rows[0].endswith((tmp_path / "x.txt").as_uri())
     errors = shown.stderr.splitlines()
     assert len(errors) == 3
-    assert errors[0].startswith(f"otel-audit: {trail}:1: not an OTLP/JSON logs line (JSONDecodeError")
-    assert errors[1] == (f"otel-audit: {trail}:{len(good.splitlines()) + 2}: not an OTLP/JSON logs line "
-                         "(TypeError: resourceLogs is not a list)")
-    assert errors[2] == "otel-audit: 2 input problem(s), listed above; every record that could be read is shown"
+    assert errors[0] == f"otel-audit: {trail}:1: not JSON (Expecting property name enclosed in double quotes at character 2)"
+    assert errors[1] == f"otel-audit: {trail}:{len(good.splitlines()) + 2}: resourceLogs is a number, not a list"
+    assert errors[2] == "otel-audit: 2 input problem(s), see above; every record that could be read is shown"
     missing = _show(tmp_path / "absent.jsonl", cwd=tmp_path)
     assert missing.returncode == 1
     assert missing.stderr.splitlines()[0] == f"otel-audit: {tmp_path / 'absent.jsonl'}: cannot read: No such file or directory"
