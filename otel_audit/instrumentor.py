@@ -21,10 +21,11 @@ stderr and every other instrumentor still loads.
 
 from __future__ import annotations
 
-from typing import Collection
+from typing import Collection, Mapping, Sequence
 
 from opentelemetry._logs import LoggerProvider
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.trace import TracerProvider
 
 from otel_audit import diagnostics
@@ -40,7 +41,9 @@ class AuditInstrumentor(BaseInstrumentor):
     _access_points: list[AccessPoint] = []
 
     def instrument(self, *, config: AuditConfig | None = None, logger_provider: LoggerProvider | None = None,
-                   tracer_provider: TracerProvider | None = None, **kwargs) -> None:
+                   tracer_provider: TracerProvider | None = None,
+                   exporters: "Sequence[LogRecordExporter] | Mapping[str, LogRecordExporter] | None" = None,
+                   **kwargs) -> None:
         """Start auditing: patch every access point of ``config.hooks`` (each library when it is imported).
 
         ``config``
@@ -50,7 +53,15 @@ class AuditInstrumentor(BaseInstrumentor):
             they are spooled and shipped through the exporters ``OTEL_LOGS_EXPORTER`` names.
         ``logger_provider``
             the OpenTelemetry ``LoggerProvider`` records are emitted through (default: the global
-            one); its resource names the service and its spool directory.
+            one); its resource names the service and its spool directory.  With durable delivery
+            and no exporter named by ``OTEL_LOGS_EXPORTER`` (nor ``exporters``), spooled records are
+            delivered through this provider's processors: what you configured in code is where they
+            go (``OTEL_LOGS_EXPORTER=none`` keeps them in the spool instead).  (Then "delivered" means handed to it and flushed; ``exporters`` gives more.)
+        ``exporters``
+            durable delivery ships the spool to these ``LogRecordExporter`` objects with every
+            guarantee: each acknowledges what it exported, retries until it does, and records left by
+            ended processes of the service are delivered too.  A list, or a mapping of stable names
+            (the spool keeps each exporter's progress under its name).
         ``tracer_provider``
             for audit spans (``AuditConfig(spans=True)``; default: the global one).
 
@@ -59,19 +70,18 @@ class AuditInstrumentor(BaseInstrumentor):
         back every patched object exactly.
         """
         return super().instrument(config=config, logger_provider=logger_provider,
-                                  tracer_provider=tracer_provider, **kwargs)
+                                  tracer_provider=tracer_provider, exporters=exporters, **kwargs)
 
     def instrumentation_dependencies(self) -> Collection[str]:
         # Every instrumented library is optional: each hook waits for its import.
         return ()
 
     def _instrument(self, **kwargs) -> None:
-        """kwargs: ``config`` (an :class:`AuditConfig`; default from the environment), ``logger_provider``,
-        ``tracer_provider`` (for audit spans, ``OTEL_PYTHON_AUDIT_SPANS``)."""
+        """kwargs: those of :meth:`instrument`."""
         try:
             config = kwargs.get("config") or AuditConfig.from_env()
             recorder = AuditRecorder(config, logger_provider=kwargs.get("logger_provider"),
-                                     tracer_provider=kwargs.get("tracer_provider"))
+                                     tracer_provider=kwargs.get("tracer_provider"), exporters=kwargs.get("exporters"))
             set_default_recorder(recorder)
         except Exception as exc:
             diagnostics.report(f"not started: {type(exc).__name__}: {exc}; no access is audited")

@@ -65,7 +65,7 @@ class AuditRecorder:
     """Emits audit records; one per process is enough (the instrumentor owns it)."""
 
     def __init__(self, config: AuditConfig | None = None, logger_provider: LoggerProvider | None = None,
-                 tracer_provider: trace.TracerProvider | None = None):
+                 tracer_provider: trace.TracerProvider | None = None, exporters=None):
         self.config = config or AuditConfig.from_env()
         self.policy = ResourcePolicy(self.config)
         self._redact = Redactor(self.config.redact) if self.config.redact else None
@@ -78,7 +78,7 @@ class AuditRecorder:
                                          attributes=scope_attributes) if self.config.spans else None)
         self._fallback_resource: Resource | None = None  # when the provider has none (no SDK configured)
         self._warn_if_records_are_not_identifiable(self._provider)
-        self._shipper = self._durable_shipper() if self.config.delivery == "durable" else None
+        self._shipper = self._durable_shipper(exporters) if self.config.delivery == "durable" else None
         self.lost = 0  # records that could not be spooled (sent through the in-memory pipeline instead)
         self._not_spooled = get_meter(schema.SCOPE_NAME, __version__).create_counter(
             "otel_audit.records.not_spooled", unit="{record}",
@@ -98,14 +98,32 @@ class AuditRecorder:
             resource = self._fallback_resource
         return resource
 
-    def _durable_shipper(self):
-        from otel_audit.delivery.shipper import RecordEncoder, Shipper, exporters_from_env, service_directory
+    def _durable_shipper(self, exporters):
+        """Where durable delivery ships to: the exporter objects given in code; else the exporters
+        ``OTEL_LOGS_EXPORTER`` names; else, when it names none, the SDK ``LoggerProvider`` the program
+        configured in code (given, or the global one)."""
+        from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
 
-        self._encoder = RecordEncoder()
+        from otel_audit.delivery import shipper as delivery
+
+        self._encoder = delivery.RecordEncoder()
         service = str(self._resource().attributes.get("service.name", "unknown_service"))
-        return Shipper(service_directory(self.config.spool_dir, service), exporters_from_env,
-                       fsync=self.config.spool_fsync, shutdown_timeout=self.config.shutdown_timeout,
-                       max_bytes=self.config.spool_max_bytes)
+        factory, renewable = delivery.exporters_from_env, True
+        if exporters is not None:
+            named = delivery.named_exporters(exporters)
+            factory, renewable = (lambda: dict(named)), False
+        elif isinstance(self._provider, SdkLoggerProvider) and delivery.logs_exporter_unset():
+            if delivery.has_processors(self._provider):
+                through_provider = {delivery.LoggerProviderExporter.NAME: delivery.LoggerProviderExporter(self._provider)}
+                factory, renewable = (lambda: dict(through_provider)), False
+            else:
+                diagnostics.report("the LoggerProvider configured in code has no log record processor, and "
+                                   "OTEL_LOGS_EXPORTER is not set: audit records stay in the spool (add a processor "
+                                   "with an exporter, or pass exporters= to instrument())")
+                factory = dict
+        return delivery.Shipper(delivery.service_directory(self.config.spool_dir, service), factory,
+                                fsync=self.config.spool_fsync, shutdown_timeout=self.config.shutdown_timeout,
+                                max_bytes=self.config.spool_max_bytes, renewable=renewable)
 
     def admit(self) -> None:
         """Fail-closed (``OTEL_PYTHON_AUDIT_ON_FAILURE=closed``): refuse an access before it happens when

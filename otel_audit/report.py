@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import hashlib
 import html
 import io
 import json
 import unicodedata
+from importlib import resources
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -619,110 +621,18 @@ def _row_class(tally: Tally) -> str:
     return "row-failure" if tally.problems else "row-success"
 
 
-_CSS = """
-:root { --ok:#2f9e74; --fail:#e8890c; --deny:#d63a3a; --ink:#1f2630; --muted:#67707c; --line:#e4e7ec; --bg:#f6f7f9; }
-* { box-sizing: border-box; }
-body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; color:var(--ink); background:var(--bg); }
-header { padding:22px 32px 14px; background:#1f2630; color:#fff; }
-header h1 { margin:0 0 4px; font-size:22px; font-weight:600; }
-header .meta { color:#b9c1cc; font-size:13px; word-break:break-all; }
-main { padding:18px 32px 40px; }
-.cards { display:flex; flex-wrap:wrap; gap:12px; margin-bottom:16px; }
-.stat { background:#fff; border:1px solid var(--line); border-radius:10px; padding:10px 16px; min-width:130px; }
-.stat b { display:block; font-size:26px; font-weight:650; }
-.stat span { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
-.stat.deny b { color:var(--deny); } .stat.fail b { color:var(--fail); } .stat.ok b { color:var(--ok); }
-.stat.zero b { color:var(--muted); }
-.alert { background:#fdecec; border:1px solid #f3b5b5; color:#8a1f1f; border-radius:10px; padding:10px 16px; margin-bottom:16px; }
-.card { background:#fff; border:1px solid var(--line); border-radius:10px; padding:14px 18px; margin-bottom:18px; overflow-x:auto; }
-h2 { font-size:16px; margin:0 0 10px; }
-.controls { display:flex; flex-wrap:wrap; gap:18px; align-items:center; margin-bottom:8px; color:var(--muted); font-size:13px; }
-.controls label { cursor:pointer; user-select:none; }
-.controls button { border:1px solid var(--line); background:#fff; border-radius:6px; padding:3px 10px; cursor:pointer; font:inherit; }
-.controls button.active { background:#1f2630; color:#fff; border-color:#1f2630; }
-.swatch { display:inline-block; width:11px; height:11px; border-radius:50%; vertical-align:-1px; margin-right:4px; }
-.timeline { display:block; max-width:100%; height:auto; }
-.timeline .tick { font-size:11px; fill:var(--muted); }
-.timeline .grid { stroke:var(--line); }
-.timeline .lane-bg { fill:transparent; }
-.timeline .lane:nth-of-type(odd) .lane-bg { fill:#fafbfc; }
-.timeline .lane:hover .lane-bg { fill:#eef3fb; }
-.timeline .lane-label { font-size:12px; fill:var(--ink); font-family:ui-monospace,SFMono-Regular,Menlo,monospace; }
-.timeline .denied-lane .lane-label { fill:var(--deny); font-weight:600; }
-.timeline .failure-lane .lane-label { fill:#b86a06; font-weight:600; }
-.timeline .lane-count { font-size:11px; fill:var(--muted); font-variant-numeric:tabular-nums; }
-.timeline .axis-caption { font-size:11px; fill:var(--muted); }
-.timeline .lane-line { stroke:#d5d9df; stroke-dasharray:2 3; }
-.mark { stroke:#fff; stroke-width:1.2; cursor:default; }
-.mark:hover { stroke:var(--ink); stroke-width:2; }
-.outcome-success { fill:var(--ok); } .outcome-failure { fill:var(--fail); } .outcome-denied { fill:var(--deny); }
-.outcome-unknown { fill:#888; }
-.hidden { display:none; }
-table { border-collapse:collapse; width:100%; font-size:13px; }
-th { text-align:left; font-weight:600; color:var(--muted); border-bottom:2px solid var(--line); padding:6px 8px; white-space:nowrap; }
-td { border-bottom:1px solid var(--line); padding:5px 8px; vertical-align:top; overflow-wrap:break-word; }
-td.num { text-align:right; font-variant-numeric:tabular-nums; }
-td.word { white-space:nowrap; }
-td.time { white-space:nowrap; font-variant-numeric:tabular-nums; color:var(--muted); font-size:12px; }
-td.path { overflow-wrap:anywhere; min-width:11em; font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:12px; }
-tr.row-denied td:first-child { border-left:4px solid var(--deny); }
-tr.row-failure td:first-child { border-left:4px solid var(--fail); }
-tr.row-success td:first-child { border-left:4px solid transparent; }
-tr.row-denied { background:#fdf1f1; } tr.row-failure { background:#fef7ec; }
-tr.group td { background:#f0f2f5; font-weight:600; }
-input[type=search] { padding:5px 10px; border:1px solid var(--line); border-radius:6px; min-width:280px; font:inherit; }
-.errors li { font-family:ui-monospace,monospace; font-size:12px; word-break:break-all; }
-"""
-
-# The script only reads the page it is in (no record data is ever put inside it).
-_JS = """
-(function () {
-  var hidden = {};
-  function applyOutcomes() {
-    document.querySelectorAll('.mark').forEach(function (m) {
-      m.classList.toggle('hidden', !!hidden[m.getAttribute('data-outcome')]);
-    });
-  }
-  document.querySelectorAll('input[data-outcome-toggle]').forEach(function (box) {
-    box.addEventListener('change', function () {
-      hidden[box.getAttribute('data-outcome-toggle')] = !box.checked; applyOutcomes();
-    });
-  });
-  document.querySelectorAll('button[data-lanes]').forEach(function (button) {
-    button.addEventListener('click', function () {
-      var kind = button.getAttribute('data-lanes');
-      document.querySelectorAll('svg.timeline').forEach(function (svg) {
-        svg.classList.toggle('hidden', svg.getAttribute('data-lanes') !== kind);
-      });
-      document.querySelectorAll('button[data-lanes]').forEach(function (b) { b.classList.toggle('active', b === button); });
-    });
-  });
-  // A link to report.html#by-principal opens with the principal lanes shown.
-  if (location.hash === '#by-principal') {
-    document.querySelector('button[data-lanes=principal]').click();
-  }
-  var search = document.getElementById('search');
-  search.addEventListener('input', function () {
-    var needle = search.value.toLowerCase();
-    document.querySelectorAll('table.filterable tbody tr').forEach(function (row) {
-      row.classList.toggle('hidden', needle !== '' && row.textContent.toLowerCase().indexOf(needle) < 0);
-    });
-  });
-  var marks = 0, accesses = 0;
-  document.querySelectorAll('svg.timeline[data-lanes=resource] .mark').forEach(function (m) {
-    marks += 1; accesses += parseInt(m.getAttribute('data-count'), 10);
-  });
-  document.body.setAttribute('data-marks', String(marks));
-  document.body.setAttribute('data-accesses', String(accesses));
-  document.body.setAttribute('data-ready', 'true');
-})();
-"""
+@functools.cache
+def _asset(name: str) -> str:
+    """A file of the HTML page, shipped as package data (``otel_audit/assets``): its style, and its script,
+    which only reads the page it is in (no record data is ever put inside it)."""
+    return (resources.files("otel_audit") / "assets" / name).read_text(encoding="utf-8")
 
 
 def render_html(report: Report, generated_ns: int) -> str:
     """One self-contained page: summary, a timeline, then the tables, failures and denials first."""
     t = report.tally
-    script_hash = base64.b64encode(hashlib.sha256(_JS.encode()).digest()).decode()
+    css, js = _asset("report.css"), _asset("report.js")
+    script_hash = base64.b64encode(hashlib.sha256(js.encode()).digest()).decode()
     csp = f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'"
 
     by_resource: dict[str, list[Record]] = {}
@@ -748,7 +658,7 @@ def render_html(report: Report, generated_ns: int) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>otel-audit report</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{css}</style></head><body>",
         "<header><h1>Audit report: who accessed what</h1>",
         f'<div class="meta">{_h(_period(t))} · from {files} · filters: {_h(_filters_text(report.filters))}'
         f" · generated {_h(format_time(generated_ns, 0))}</div></header><main>",
@@ -817,5 +727,5 @@ def render_html(report: Report, generated_ns: int) -> str:
     if report.errors:
         out.append(f'<section class="card" id="input-problems"><h2>Input problems ({len(report.errors)})</h2><ul class="errors">'
                    + "".join(f"<li>{_h(e)}</li>" for e in report.errors) + "</ul></section>")
-    out.append(f"</main><script>{_JS}</script></body></html>")
+    out.append(f"</main><script>{js}</script></body></html>")
     return "\n".join(out) + "\n"

@@ -190,7 +190,8 @@ def test_instrument_documents_its_own_arguments():
 
     signature = inspect.signature(AuditInstrumentor.instrument)
     assert [p for p in signature.parameters if p not in ("self", "kwargs")] == [
-        "config", "logger_provider", "tracer_provider"]
+        "config", "logger_provider", "tracer_provider", "exporters"]
     doc = inspect.getdoc(AuditInstrumentor.instrument)
-    for documented in ("``config``", "``logger_provider``", "``tracer_provider``", "Never raises", "uninstrument"):
+    for documented in ("``config``", "``logger_provider``", "``tracer_provider``", "``exporters``", "Never raises",
+                       "uninstrument"):
         assert documented in doc

@@ -168,6 +168,71 @@ def exporters_from_env() -> dict[str, LogRecordExporter]:
     return exporters
 
 
+def logs_exporter_unset() -> bool:
+    """``OTEL_LOGS_EXPORTER`` is not set at all (``none`` is a choice: records then stay in the spool)."""
+    return not os.environ.get("OTEL_LOGS_EXPORTER", "").strip()
+
+
+def has_processors(provider) -> bool:
+    """An SDK ``LoggerProvider`` with at least one processor (one without any would take every record
+    and deliver none).  When the SDK's inner layout is not the one known, assume it has."""
+    processors = getattr(getattr(provider, "_multi_log_record_processor", None), "_log_record_processors", None)
+    return processors is None or len(processors) > 0
+
+
+def named_exporters(exporters) -> dict[str, LogRecordExporter]:
+    """Exporter objects given in code, by the names their acknowledgements are kept under in the spool:
+    a mapping keeps its names; a list is named by class (``module.Class``, ``#2`` for a second one)."""
+    if isinstance(exporters, dict):
+        return {str(name): exporter for name, exporter in exporters.items()}
+    named: dict[str, LogRecordExporter] = {}
+    for exporter in exporters:
+        base = f"{type(exporter).__module__}.{type(exporter).__qualname__}"
+        name, n = base, 1
+        while name in named:
+            n += 1
+            name = f"{base}#{n}"
+        named[name] = exporter
+    return named
+
+
+class LoggerProviderExporter(LogRecordExporter):
+    """Durable delivery into a ``LoggerProvider`` configured in code: spooled records are emitted through
+    the provider's own processors (and so its exporters), then the provider is flushed.
+
+    What is lost against exporters otel-audit calls itself: "delivered" means handed to the provider and
+    flushed, since the SDK's processors do not report whether their exporter reached the collector.  And
+    records that ended processes left behind are not delivered through it (the provider would stamp them
+    with this process's resource); ``otel-audit flush`` or a process with exporters delivers those.
+    """
+
+    NAME = "logger_provider"
+    own_segment_only = True  # orphans carry another process's resource: not re-emitted under ours
+
+    def __init__(self, provider):
+        self._provider = provider
+        self._loggers: dict[tuple, object] = {}
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        for record in batch:
+            scope = record.instrumentation_scope
+            attributes = dict(scope.attributes or {}) if scope is not None else {}
+            key = (scope.name, scope.version, scope.schema_url, tuple(sorted(attributes.items()))) if scope else ()
+            logger = self._loggers.get(key)
+            if logger is None:
+                logger = self._loggers[key] = self._provider.get_logger(
+                    scope.name if scope else "otel_audit", scope.version if scope else None,
+                    scope.schema_url if scope else None, attributes)
+            logger.emit(record.log_record)
+        return LogRecordExportResult.SUCCESS if self._provider.force_flush() else LogRecordExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._provider.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        pass  # the provider is the program's: it shuts it down
+
+
 def export(name: str, exporter: LogRecordExporter, batch: list[ReadableLogRecord]) -> bool:
     try:
         return exporter.export(batch) == LogRecordExportResult.SUCCESS
@@ -289,7 +354,11 @@ class Shipper:
     """This process's spool writer, and the thread that ships what it writes (and what others left)."""
 
     def __init__(self, directory: str, exporter_factory: Callable[[], dict[str, LogRecordExporter]], *, fsync: str,
-                 shutdown_timeout: float, max_bytes: int = 1 << 30, interval: float = 0.2):
+                 shutdown_timeout: float, max_bytes: int = 1 << 30, interval: float = 0.2,
+                 renewable: bool = True):
+        """``exporter_factory`` makes the exporters (again in a forked child); ``renewable``: it makes new
+        objects each call, so exporters whose connections the program closed can be replaced (exporter
+        objects given in code are the program's, and are never abandoned)."""
         self.directory = directory
         self.max_bytes = max_bytes
         self._spool_bytes: int | None = None  # this service's spool size: scanned, then kept up to date
@@ -298,6 +367,7 @@ class Shipper:
         self._largest_record = 4096  # what the next record may need, for the admission check
         self.writer = spool.SegmentWriter(directory, fsync=fsync)
         self._exporter_factory = exporter_factory
+        self._renewable = renewable
         self.exporters: dict[str, LogRecordExporter] = {}
         self.shutdown_timeout = shutdown_timeout
         self.interval = interval
@@ -400,7 +470,7 @@ class Shipper:
         reused their numbers: those exporters are abandoned, never closed (their sockets forget their
         descriptors, which may be the program's files now), and new ones take over."""
         taken = self.writer.check()
-        if taken == self._taken_seen:
+        if taken == self._taken_seen or not self._renewable:
             return
         self._taken_seen = taken
         ownfiles.forget_sockets(list(self.exporters.values()))
@@ -424,7 +494,16 @@ class Shipper:
             final_scan = self._stopping and not self._final_scan_done
             if ok and (final_scan or now - self._last_orphan_scan >= ORPHAN_SCAN_INTERVAL):
                 self._last_orphan_scan, self._final_scan_done = now, self._stopping
-                ok = deliver_orphans(self.directory, self.exporters, skip=self.writer.path).undelivered == 0
+                orphan_exporters = {name: exporter for name, exporter in self.exporters.items()
+                                    if not getattr(exporter, "own_segment_only", False)}
+                if orphan_exporters:
+                    ok = deliver_orphans(self.directory, orphan_exporters, skip=self.writer.path).undelivered == 0
+                elif any(p != self.writer.path for p in spool.segments(self.directory)):
+                    diagnostics.report(
+                        f"records that ended processes left in the spool ({self.directory}) are not delivered "
+                        "through the LoggerProvider configured in code (it would stamp them with this process's "
+                        "resource): `otel-audit flush`, or a process given exporters=, delivers them",
+                        key="orphans-need-exporters")
                 self._scan_size()  # delivered orphans are gone: room again under the cap
             return ok
         except Exception as exc:
