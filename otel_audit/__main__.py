@@ -172,11 +172,12 @@ def report(paths: list[str], filters, fmt: str, output: str | None) -> int:
 
 
 FLUSH_EXIT_HELP = ("exit status: 0 every record left in the spool was delivered (or none was left); 1 some "
-                   "were not (the count is said) or a segment was refused (not this user's); 2 usage error, or a "
-                   "spool directory that does not exist (other than the default one)")
+                   "were not (the count is said: a destination down, one this flush is not configured for, or a "
+                   "segment refused as not this user's); 2 usage error, or a spool directory that does not exist "
+                   "(other than the default one)")
 
 
-def flush(spool_dir: str | None) -> int:
+def flush(spool_dir: str | None, redirect: bool = False) -> int:
     from otel_audit.config import AuditConfig, default_spool_dir
     from otel_audit.delivery import spool
     from otel_audit.delivery.shipper import deliver_orphans, exporters_from_env
@@ -198,7 +199,7 @@ def flush(spool_dir: str | None) -> int:
         directory = os.path.join(root, service)
         if not (os.path.isdir(directory) or os.path.islink(directory)):
             continue  # a stray file: no service's spool (a link is checked, and refused, by deliver_orphans)
-        report = deliver_orphans(directory, exporters, count_live=True)
+        report = deliver_orphans(directory, exporters, count_live=True, redirect=redirect)
         delivered, left, live = delivered + report.delivered, left + report.undelivered, live + report.live
         refused += report.refused
     for exporter in exporters.values():
@@ -266,14 +267,19 @@ def main(argv: list[str] | None = None) -> int:
         description="Deliver every record that processes which ended (collector down at exit, killed, os._exit "
                     "workers) left in the spool, through the exporters OTEL_LOGS_EXPORTER names (with the usual "
                     "OTEL_EXPORTER_OTLP_* settings), and delete each segment once every exporter acknowledged it. "
-                    "Records of running processes are left to them (and counted). Segments this user does not own "
-                    "are never delivered.")
+                    "Records are owed to the destinations their process was configured with (exporter and endpoint "
+                    "or file): they are delivered only there, and records owed to a destination this flush is not "
+                    "configured for stay in the spool, and that is said. Records of running processes are left to "
+                    "them (and counted). Segments this user does not own are never delivered.")
     flush_parser.add_argument("--spool-dir", metavar="DIR",
                               help="spool root (default: OTEL_PYTHON_AUDIT_SPOOL_DIR, else "
                                    "$XDG_STATE_HOME/otel-audit/spool); it must exist unless it is the default")
+    flush_parser.add_argument("--redirect", action="store_true",
+                              help="deliver every record to this flush's exporters, whatever destinations it is owed "
+                                   "to, and count it delivered once they acknowledge it")
     args = parser.parse_args(argv)
     if args.command == "flush":
-        return flush(args.spool_dir)
+        return flush(args.spool_dir, redirect=args.redirect)
     if args.files.count("-") > 1:
         parser.error("standard input (-) can be read only once")
     if args.command == "show":

@@ -5,6 +5,7 @@ Every record must arrive at least once; (service.instance.id, audit.seq) tells d
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, otlp_env, run_instrumented
+from conftest import BIN, otlp_env, records_from_jsonl, run_instrumented
 from otlp_receiver import GrpcLogsReceiver, HttpLogsReceiver
 from otel_audit import schema
 
@@ -56,8 +57,8 @@ class Nobody:
         self.endpoint = f"http://127.0.0.1:{port}"
 
 
-def _flush(env: dict, spool: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "otel-audit"), "flush", "--spool-dir", str(spool)],
+def _flush(env: dict, spool: Path, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "otel-audit"), "flush", "--spool-dir", str(spool), *options],
                           env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -258,7 +259,7 @@ def test_truncated_segment_intact_records_delivered_damage_reported(tmp_path, gr
     with open(segment, "r+b") as handle:  # a power cut in the middle of the last record
         handle.truncate(size - 100)
     env = otlp_env(grpc_receiver, "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool))
-    flushed = _flush(env, spool)
+    flushed = _flush(env, spool, "--redirect")  # owed to the collector that was down; this one is elsewhere
     assert flushed.returncode == 0, flushed.stderr
     assert "49 records delivered" in flushed.stdout
     damage = [line for line in flushed.stderr.splitlines() if "spool damage" in line]
@@ -321,7 +322,7 @@ def test_spool_cap(tmp_path, grpc_receiver):
     assert 0 < refused_at < 3000
     total = sum(p.stat().st_size for p in spool.rglob("*.seg"))
     assert total <= 1 << 20
-    flushed = _flush(otlp_env(grpc_receiver, "grpc"), spool)
+    flushed = _flush(otlp_env(grpc_receiver, "grpc"), spool, "--redirect")  # a collector at another port
     assert flushed.returncode == 0, flushed.stderr
     _assert_each_once_at_least(grpc_receiver.records(), refused_at)
 
@@ -383,3 +384,44 @@ def test_record_encoder_matches_the_sdk_encoding():
             (back,) = decode_record(encoder.encode(record))
             assert back.log_record.body == body and back.log_record.attributes["file.size"] == 1 << 40
             assert back.resource.attributes == resource.attributes
+
+
+def test_flush_delivers_records_only_where_their_process_meant_them_to_go(tmp_path):
+    """Spooled by a process configured for OTLP; a shell configured for the audit_file sink flushes: nothing
+    goes to the file, nothing is deleted, it says so; a flush configured like the producer delivers all."""
+    port, spool, env, _ = _run_while_collector_down(tmp_path)
+    trail = tmp_path / "elsewhere.jsonl"
+    wrong = _flush({**env, "OTEL_LOGS_EXPORTER": "audit_file", "OTEL_PYTHON_AUDIT_FILE": str(trail)}, spool)
+    assert wrong.returncode == 1
+    assert "otel-audit flush: 0 records delivered" in wrong.stdout
+    assert "50 records NOT delivered" in wrong.stderr
+    assert (f"otel-audit: records owed to 'otlp_proto_grpc 127.0.0.1:{port}' are not delivered from here, which is "
+            f"configured for audit_file {trail}: they stay in the spool") in wrong.stderr
+    assert not trail.exists() and len(list(spool.rglob("*.seg"))) == 1
+
+    receiver = GrpcLogsReceiver(port).start()  # the producer's own collector, back
+    try:
+        right = _flush(env, spool)
+        assert right.returncode == 0, right.stderr
+        assert "50 records delivered" in right.stdout
+        _assert_each_once_at_least(receiver.records(), 50)
+        assert not list(spool.rglob("*.seg")) and not list(spool.rglob("*.dest"))
+    finally:
+        receiver.stop()
+
+
+def test_flush_redirect_delivers_elsewhere_on_purpose(tmp_path):
+    _, spool, env, _ = _run_while_collector_down(tmp_path)
+    trail = tmp_path / "instead.jsonl"
+    redirected = _flush({**env, "OTEL_LOGS_EXPORTER": "audit_file", "OTEL_PYTHON_AUDIT_FILE": str(trail)}, spool,
+                        "--redirect")
+    assert redirected.returncode == 0, redirected.stderr
+    assert "50 records delivered" in redirected.stdout
+    assert len(records_from_jsonl(trail)) == 50 and not list(spool.rglob("*.seg"))
+
+
+def test_each_segment_names_the_destinations_its_records_are_owed(tmp_path):
+    _, spool, env, _ = _run_while_collector_down(tmp_path)
+    (segment,) = spool.rglob("*.seg")
+    port = env["OTEL_EXPORTER_OTLP_ENDPOINT"].rsplit(":", 1)[1]
+    assert json.loads(Path(f"{segment}.dest").read_text()) == [f"otlp_proto_grpc 127.0.0.1:{port}"]

@@ -97,8 +97,8 @@ def _run_one(tmp: Path, variable: str, label: str, value: str) -> tuple[str, str
         else:
             # The trail could not be written: the record must be in the spool, and this said.
             good = work / "flushed.jsonl"
-            flushed = subprocess.run([str(BIN / "otel-audit"), "flush"], cwd=work, capture_output=True, text=True,
-                                     env={**env, "OTEL_PYTHON_AUDIT_FILE": str(good)}, timeout=120)
+            flushed = subprocess.run([str(BIN / "otel-audit"), "flush", "--redirect"], cwd=work, capture_output=True,
+                                     text=True, env={**env, "OTEL_PYTHON_AUDIT_FILE": str(good)}, timeout=120)
             if "cannot write the audit trail" not in result.stderr:
                 problems.append("no record in the trail, and nothing said")
             if flushed.returncode != 0 or not audited(good):

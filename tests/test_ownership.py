@@ -36,8 +36,8 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
-def _flush(env: dict, spool: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "otel-audit"), "flush", "--spool-dir", str(spool)],
+def _flush(env: dict, spool: Path, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "otel-audit"), "flush", "--spool-dir", str(spool), *options],
                           env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -238,7 +238,11 @@ def _refused_trail_keeps_records_spooled(tmp_path: Path, trail: Path, reason: st
     assert f"otel-audit: cannot write the audit trail '{trail}': {reason}" in result.stderr
     assert "the records stay in the spool" in result.stderr
     good = tmp_path / "good.jsonl"
-    flushed = _flush({**env, "OTEL_PYTHON_AUDIT_FILE": str(good)}, Path(env["OTEL_PYTHON_AUDIT_SPOOL_DIR"]))
+    spool = Path(env["OTEL_PYTHON_AUDIT_SPOOL_DIR"])
+    elsewhere = _flush({**env, "OTEL_PYTHON_AUDIT_FILE": str(good)}, spool)
+    assert elsewhere.returncode == 1 and "1 records NOT delivered" in elsewhere.stderr  # owed to the refused trail
+    assert f"records owed to 'audit_file {trail}' are not delivered from here" in elsewhere.stderr
+    flushed = _flush({**env, "OTEL_PYTHON_AUDIT_FILE": str(good)}, spool, "--redirect")
     assert flushed.returncode == 0 and "1 records delivered" in flushed.stdout, flushed.stderr  # nothing lost
     assert [r["attributes"][schema.FILE_PATH] for r in records_from_jsonl(good)] == [str(tmp_path / "data.txt")]
 

@@ -157,7 +157,7 @@ def exporters_from_env() -> dict[str, LogRecordExporter]:
 
     try:
         _, _, classes = _import_exporters([], [], _get_exporter_names("logs"))
-        exporters = {name: exporter_class() for name, exporter_class in classes.items()}
+        exporters = by_destination({name: exporter_class() for name, exporter_class in classes.items()})
     except Exception as exc:
         diagnostics.report(f"the audit exporters (OTEL_LOGS_EXPORTER) could not be created: {type(exc).__name__}: "
                            f"{exc}; audit records stay in the spool until they can")
@@ -180,14 +180,26 @@ def has_processors(provider) -> bool:
     return processors is None or len(processors) > 0
 
 
+def destination(name: str, exporter: LogRecordExporter) -> str:
+    """Where an exporter delivers, as the spool names it: the exporter's name and its endpoint (OTLP) or
+    file (``audit_file``), e.g. ``otlp_proto_grpc localhost:4317``.  Records are owed to destinations,
+    and progress is acknowledged per destination."""
+    target = getattr(exporter, "path", None) or getattr(exporter, "_endpoint", None)
+    return f"{name} {target}" if isinstance(target, str) and target else name
+
+
+def by_destination(exporters: dict[str, LogRecordExporter]) -> dict[str, LogRecordExporter]:
+    return {destination(name, exporter): exporter for name, exporter in exporters.items()}
+
+
 def named_exporters(exporters) -> dict[str, LogRecordExporter]:
-    """Exporter objects given in code, by the names their acknowledgements are kept under in the spool:
-    a mapping keeps its names; a list is named by class (``module.Class``, ``#2`` for a second one)."""
+    """Exporter objects given in code, by destination (:func:`destination`): a mapping's names are kept;
+    a list is named by class (``module.Class``, ``#2`` for a second one of the same class and target)."""
     if isinstance(exporters, dict):
-        return {str(name): exporter for name, exporter in exporters.items()}
+        return by_destination({str(name): exporter for name, exporter in exporters.items()})
     named: dict[str, LogRecordExporter] = {}
     for exporter in exporters:
-        base = f"{type(exporter).__module__}.{type(exporter).__qualname__}"
+        base = destination(f"{type(exporter).__module__}.{type(exporter).__qualname__}", exporter)
         name, n = base, 1
         while name in named:
             n += 1
@@ -289,9 +301,9 @@ def count_records(path: str, start: int) -> int:
     return sum(1 for item in spool.read_frames(path, start) if isinstance(item, spool.Frame))
 
 
-def undelivered(path: str, exporters: dict[str, LogRecordExporter], acks: dict[str, int]) -> int:
-    """Records some exporter has not acknowledged."""
-    return count_records(path, min((acks.get(name, 0) for name in exporters), default=0))
+def undelivered(path: str, destinations: Iterable[str], acks: dict[str, int]) -> int:
+    """Records some of ``destinations`` has not acknowledged."""
+    return count_records(path, min((acks.get(name, 0) for name in destinations), default=0))
 
 
 class OrphanReport(NamedTuple):
@@ -308,10 +320,13 @@ def _refuse(what: str, exc: OSError) -> None:
 
 
 def deliver_orphans(directory: str, exporters: dict[str, LogRecordExporter], *, skip: str | None = None,
-                    count_live: bool = False) -> OrphanReport:
+                    count_live: bool = False, redirect: bool = False) -> OrphanReport:
     """Deliver every segment in ``directory`` whose writer is gone, deleting each once fully delivered.
-    ``count_live``: also count what live writers have not delivered yet (reads their segments).
-    A directory or segment this user does not own (or others can write to) is refused, and said."""
+
+    A segment is delivered to the destinations it is owed (``<segment>.dest``) that ``exporters`` reach;
+    owed ones they do not reach keep it in the spool, and that is said.  ``redirect``: deliver to
+    ``exporters`` whatever the segment is owed to.  ``count_live``: also count what live writers have not
+    delivered yet.  A directory or segment this user does not own (or others can write to) is refused."""
     try:
         ownfiles.private_directory(directory, create=False)
     except FileNotFoundError:
@@ -332,18 +347,42 @@ def deliver_orphans(directory: str, exporters: dict[str, LogRecordExporter], *, 
             continue
         if lock is None:  # its writer lives, or another process is delivering it
             if count_live:
-                live += undelivered(path, exporters, spool.read_ack(path))
+                live += undelivered(path, spool.read_destinations(path) or exporters, spool.read_ack(path))
             continue
         complete = False
         try:
-            before = undelivered(path, exporters, spool.read_ack(path))
-            acks, complete = deliver_segment(path, exporters, spool.read_ack(path), complete_only=False)
-            remaining = 0 if complete else undelivered(path, exporters, acks)
+            owed = _owed(directory, path, exporters, redirect)
+            targets = {name: exporters[name] for name in owed if name in exporters}
+            acks = spool.read_ack(path)
+            before = undelivered(path, owed, acks)
+            acks, complete = deliver_segment(path, targets, acks, complete_only=False)
+            complete = complete and len(targets) == len(owed)
+            remaining = 0 if complete else undelivered(path, owed, acks)
             delivered += before - remaining
             left += remaining
         finally:
             lock.release(delete=complete)
     return OrphanReport(delivered, left, live, refused)
+
+
+def _owed(directory: str, path: str, exporters: dict[str, LogRecordExporter], redirect: bool) -> list[str]:
+    """The destinations ``path``'s records are to be delivered to from here."""
+    owed = spool.read_destinations(path)
+    if redirect:
+        return list(exporters)
+    if not owed:
+        why = ("owed to no destination (their process had no exporter)" if owed == [] else
+               "without a record of their destinations (an older otel-audit, or killed at their first record)")
+        diagnostics.report(f"records in {directory} {why} are delivered to this process's exporters",
+                           key=f"no-destinations:{directory}:{owed is None}")
+        return list(exporters)
+    for missing in (d for d in owed if d not in exporters):
+        diagnostics.report(
+            f"records owed to {diagnostics.shorten(missing, 240)} are not delivered from here, which is configured for "
+            f"{', '.join(exporters) or 'no exporter'}: they stay in the spool (run `otel-audit flush` with that "
+            "destination's settings, or `otel-audit flush --redirect` to deliver them here instead)",
+            key=f"owed:{missing}")
+    return owed
 
 
 def service_directory(root: str, service_name: str) -> str:
@@ -443,6 +482,7 @@ class Shipper:
         # A forked child gets exporters of its own: gRPC channels do not survive fork.
         self.exporters = self._exporter_factory()
         self._acks, self._acks_path = {}, None
+        self.writer.set_destinations(list(self.exporters))  # what this process's records are owed to
         self._stopping = False
         self._deadline = float("inf")
         self._wake = threading.Event()
@@ -502,7 +542,8 @@ class Shipper:
                     diagnostics.report(
                         f"records that ended processes left in the spool ({self.directory}) are not delivered "
                         "through the LoggerProvider configured in code (it would stamp them with this process's "
-                        "resource): `otel-audit flush`, or a process given exporters=, delivers them",
+                        "resource): `otel-audit flush --redirect` delivers them to the exporters its "
+                        "environment names",
                         key="orphans-need-exporters")
                 self._scan_size()  # delivered orphans are gone: room again under the cap
             return ok

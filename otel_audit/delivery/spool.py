@@ -16,7 +16,11 @@ of the same service, or ``otel-audit flush``, takes the lock and delivers it,
 so two processes never deliver one segment at once.  Delivery progress is
 ``<segment>.ack``: per exporter, the byte offset it acknowledged so far
 (replaced atomically), so a retry after one exporter failed resends only to
-that one.  A fully delivered orphan is deleted.
+that one.  A fully delivered orphan is deleted.  ``<segment>.dest`` names the
+destinations its writer was configured with (exporter and endpoint or file):
+the records are owed to those, and an orphan is delivered only where it is owed
+(``otel-audit flush`` from a shell configured for elsewhere says so, and leaves
+them).
 
 Only this user's files are trusted (:mod:`otel_audit.delivery.ownfiles`):
 the service directory must be this user's and writable by nobody else, every
@@ -52,6 +56,8 @@ SEGMENT_SUFFIX = ".seg"
 CREATING_SUFFIX = ".new"  # ".<segment name>.new": a segment being created, renamed once locked
 ABANDONED_CREATION_SECONDS = 60.0  # a creation still unrenamed after this long was abandoned
 ACK_SUFFIX = ".ack"
+DEST_SUFFIX = ".dest"  # the destinations the segment's records are owed to
+SIDECARS = (ACK_SUFFIX, DEST_SUFFIX)
 
 
 def frame(payload: bytes) -> bytes:
@@ -129,6 +135,7 @@ class SegmentWriter:
         self.max_segment_bytes = max_segment_bytes
         self._lock = threading.Lock()
         self._own: ownfiles.OwnFd | None = None
+        self.destinations: list[str] | None = None  # written beside each new segment once known
         self.taken_away = 0  # how often the program closed or reused our descriptor
         self.path: str | None = None
         self._size = 0
@@ -147,14 +154,17 @@ class SegmentWriter:
         own = ownfiles.create_private_file(creating, os.O_WRONLY | os.O_APPEND | os.O_EXCL)
         try:
             fcntl.flock(own.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if self.destinations is not None:  # before the segment is listed: never one without its destinations
+                write_destinations(path, self.destinations)
             os.rename(creating, path)
             own.path = path
         except BaseException:
             own.close()
-            try:
-                os.unlink(creating)
-            except OSError:
-                pass
+            for name in (creating, path + DEST_SUFFIX):
+                try:
+                    os.unlink(name)
+                except OSError:
+                    pass
             raise
         self._own, self.path, self._size = own, path, 0
         return own.fd
@@ -174,6 +184,14 @@ class SegmentWriter:
             self._own, self.path, self._size, self._dirty = None, None, 0, False
             self.taken_away += 1
         return fd
+
+    def set_destinations(self, destinations: list[str]) -> None:
+        """Where this writer's records are owed: written beside the open segment (if it has none yet) and
+        beside every segment opened from now on."""
+        with self._lock:
+            self.destinations = list(destinations)
+            if self.path is not None and not os.path.exists(self.path + DEST_SUFFIX):
+                write_destinations(self.path, self.destinations)
 
     def check(self) -> int:
         """How often the program has taken our descriptor away so far (verifies it now)."""
@@ -242,11 +260,7 @@ class SegmentWriter:
             fd = self._verified_fd()
             if fd is None or self.path != path or not delivered():
                 return False
-            for name in (path + ACK_SUFFIX, path):
-                try:
-                    os.unlink(name)
-                except FileNotFoundError:
-                    pass
+            remove_segment(path)
             os.close(fd)
             self._own, self.path, self._size, self._dirty = None, None, 0, False
             return True
@@ -263,15 +277,45 @@ def read_ack(segment: str) -> dict[str, int]:
     return {str(k): v for k, v in acks.items() if type(v) is int and v >= 0}
 
 
-def write_ack(segment: str, acks: dict[str, int]) -> None:
-    """Replace the acknowledged offsets atomically (a crash leaves the old or the new, never half)."""
-    temporary = f"{segment}{ACK_SUFFIX}.{os.getpid()}.{threading.get_ident()}.tmp"
+def _replace_sidecar(segment: str, suffix: str, value: object) -> None:
+    """Replace ``<segment><suffix>`` atomically (a crash leaves the old or the new, never half)."""
+    temporary = f"{segment}{suffix}.{os.getpid()}.{threading.get_ident()}.tmp"
     own = ownfiles.create_private_file(temporary, os.O_WRONLY | os.O_TRUNC)
     try:
-        ownfiles.write_all(own, json.dumps(acks, sort_keys=True).encode())
+        ownfiles.write_all(own, json.dumps(value, sort_keys=True).encode())
     finally:
         own.close()
-    os.replace(temporary, segment + ACK_SUFFIX)
+    os.replace(temporary, segment + suffix)
+
+
+def write_ack(segment: str, acks: dict[str, int]) -> None:
+    """Replace the acknowledged offsets atomically."""
+    _replace_sidecar(segment, ACK_SUFFIX, acks)
+
+
+def write_destinations(segment: str, destinations: list[str]) -> None:
+    _replace_sidecar(segment, DEST_SUFFIX, sorted(destinations))
+
+
+def read_destinations(segment: str) -> list[str] | None:
+    """The destinations ``segment``'s records are owed to; ``None`` when it has no record of them (written
+    by an otel-audit before 0.2, or its writer was killed before its exporters were known)."""
+    try:
+        value = json.loads(_read_file(segment + DEST_SUFFIX))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+        return None
+    return value
+
+
+def remove_segment(path: str) -> None:
+    """Delete a delivered segment and what is kept beside it."""
+    for name in [path + suffix for suffix in SIDECARS] + [path]:
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
 
 
 class ForeignSegment(ownfiles.UntrustedPath):
@@ -307,11 +351,7 @@ class OrphanLock:
 
     def release(self, *, delete: bool) -> None:
         if delete:
-            for name in (self.path + ACK_SUFFIX, self.path):
-                try:
-                    os.unlink(name)
-                except FileNotFoundError:
-                    pass
+            remove_segment(self.path)
         self._own.close()  # drops the flock (unless the program took the descriptor, which dropped it already)
 
 
