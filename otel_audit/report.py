@@ -41,6 +41,7 @@ import hashlib
 import html
 import io
 import json
+import re
 import unicodedata
 from importlib import resources
 from collections import Counter
@@ -482,17 +483,36 @@ _PLOT_WIDTH = 860
 _LABEL_WIDTH = 300
 _LANE_HEIGHT = 24
 _AXIS_HEIGHT = 34
-_BUCKET = 3  # marks of one lane, action and outcome closer than this (in plot units) are drawn as one
+_MARK_GAP = 13  # plot units between two marks' centres (a mark is 11-12 wide): closer ones never overlap
 _LABEL_CHARS = 38
-_COUNT_WIDTH = 56  # the accesses count at the right of each lane
+_COUNT_WIDTH = 72  # the accesses count at the right of each lane (its caption clear of the last tick)
 _TICK_STEPS_NS = [n * 1_000_000 for n in (1, 2, 5, 10, 20, 50, 100, 200, 500)] + [
     n * 1_000_000_000 for n in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
                                 21600, 43200, 86400, 172800, 604800, 2592000, 7776000, 31536000)]
 
 
 def _elide(text: str, limit: int = _LABEL_CHARS) -> str:
-    """Middle-elided label (the full text is in the lane's hover title and the tables)."""
-    return text if len(text) <= limit else text[: limit // 3] + "…" + text[-(limit - limit // 3 - 1):]
+    """A lane label of at most ``limit`` characters (the full text is in the lane's hover title and the
+    tables).  A path or URI keeps its file name whole and loses directories first, from the top, keeping
+    its scheme and bucket or host while they fit: ``file:///…/quickstart-data/holdout.csv``,
+    ``s3://lake/…/part-0.parquet``.  Only a file name too long by itself is cut in its middle."""
+    if len(text) <= limit:
+        return text
+    scheme, sep, path = text.partition("://")
+    if not sep:
+        scheme, path = "", text
+    head = f"{scheme}://" if sep else ""
+    first, *middle, name = path.split("/") if "/" in path else ("", path)
+    if "/" in path and len(name) + 2 <= limit:
+        for start in (f"{head}{first}/", head, ""):  # with the bucket/host (or the root), then without
+            kept = name
+            for directory in reversed(middle):
+                if len(start) + len(directory) + len(kept) + 3 > limit:
+                    break
+                kept = f"{directory}/{kept}"
+            if len(start) + len(kept) + 2 <= limit:
+                return f"{start}…/{kept}"
+    return text[: limit // 3] + "…" + text[-(limit - limit // 3 - 1):]
 
 
 def _ticks(first_ns: int, last_ns: int) -> list[int]:
@@ -517,6 +537,37 @@ _MARK_SHAPES = {
     schema.ACTION_DELETE: '<path class="{cls}" d="M{x:.1f} {y0} l6 6 l-6 6 l-6 -6 z"',
     schema.ACTION_LIST: '<path class="{cls}" d="M{x:.1f} {y0} l6 11 l-12 0 z"',
 }
+
+
+def _lay_out_marks(records: list[Record], x_of, end: float) -> list[tuple[float, list[Record]]]:
+    """One lane's marks: ``(x, accesses)`` in time order.  Accesses of the same action and outcome closer
+    than a mark's width are one mark with their count; marks that would still overlap (another action or
+    outcome an instant later) are moved apart, later ones to the right, so every mark can be seen and
+    hovered, and the counts of a lane's marks add up to its accesses.  None is moved past ``end``: a
+    burst at the end of the period is moved apart leftwards instead."""
+    groups: list[tuple[float, list[Record]]] = []
+    open_groups: dict[tuple, int] = {}  # (action, outcome) -> index of its latest group
+    for record in sorted(records, key=lambda r: r.time_ns):
+        x = x_of(record.time_ns)
+        key = (record.action, record.outcome)
+        index = open_groups.get(key)
+        if index is not None and x - groups[index][0] < _MARK_GAP:
+            groups[index][1].append(record)
+            continue
+        open_groups[key] = len(groups)
+        groups.append((x, [record]))
+    placed: list[tuple[float, list[Record]]] = []
+    for x, group in sorted(groups, key=lambda g: g[0]):
+        if placed and x - placed[-1][0] < _MARK_GAP:
+            x = placed[-1][0] + _MARK_GAP
+        placed.append((x, group))
+    limit = end
+    for index in range(len(placed) - 1, -1, -1):
+        x, group = placed[index]
+        if x > limit:
+            placed[index] = (limit, group)
+        limit = placed[index][0] - _MARK_GAP
+    return placed
 
 
 def _timeline(report: Report, lanes: list[tuple[str, str, list[Record]]], lane_kind: str) -> str:
@@ -556,29 +607,25 @@ def _timeline(report: Report, lanes: list[tuple[str, str, list[Record]]], lane_k
                      f'<title>{_h(full)}</title>{_h(label)}</text>'
                      f'<line class="lane-line" x1="{_LABEL_WIDTH}" x2="{_LABEL_WIDTH + _PLOT_WIDTH}" y1="{y}" y2="{y}"/>'
                      f'<text class="lane-count" x="{width - 6}" y="{y + 4}" text-anchor="end">{len(records)}</text>')
-        buckets: dict[tuple, list[Record]] = {}
-        for record in records:
-            key = (round(x_of(record.time_ns) / _BUCKET), record.action, record.outcome)
-            buckets.setdefault(key, []).append(record)
-        # successes first, so failures and denials are drawn on top
-        for (_, action, outcome), group in sorted(buckets.items(), key=lambda kv: -OUTCOME_RANK.get(kv[0][2], 2)):
-            first = group[0]
-            x = sum(x_of(r.time_ns) for r in group) / len(group)
+        for x, group in _lay_out_marks(records, x_of, _LABEL_WIDTH + _PLOT_WIDTH):
+            first, action, outcome = group[0], group[0].action, group[0].outcome
             outcome_class = outcome if outcome in schema.OUTCOMES else "unknown"
             cls = f"mark outcome-{outcome_class}"
             shape = _MARK_SHAPES.get(action, _MARK_SHAPES[schema.ACTION_READ])
             if len(group) == 1:
-                detail = (f"{format_time(first.time_ns, 3)}\n{first.principal} {first.action} {first.resource}\n"
-                          f"via {first.api}: {first.outcome_detail}\nat {first.call_site}")
+                lines = [format_time(first.time_ns, 3), f"{first.principal} {first.action} {first.resource}",
+                         f"via {first.api}: {first.outcome_detail}", f"at {first.call_site}"]
             else:
                 kinds = Counter(r.outcome_detail for r in group)
                 whos = sorted({r.principal for r in group})
-                detail = (f"{len(group)} accesses, {format_time(group[0].time_ns, 3)} .. "
-                          f"{format_time(group[-1].time_ns, 3)}\n{', '.join(whos)} {action} {first.resource}\n"
-                          + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+                lines = [f"{len(group)} accesses, {format_time(group[0].time_ns, 3)} .. {format_time(group[-1].time_ns, 3)}",
+                         f"{', '.join(whos)} {action} {first.resource}",
+                         ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))]
+            # each line escaped on its own: the line breaks are the tooltip's, not text to show as \x0a
+            detail = "\n".join(_h(line) for line in lines)
             parts.append(shape.format(cls=cls, x=x, y=y, x0=x - 5, y0=y - 6 if action != schema.ACTION_WRITE else y - 5)
-                         + f' data-count="{len(group)}" data-outcome="{_h(outcome_class)}">'
-                         f'<title>{_h(detail)}</title></{shape.split()[0][1:]}>')
+                         + f' data-x="{x:.1f}" data-count="{len(group)}" data-outcome="{_h(outcome_class)}">'
+                         f'<title>{detail}</title></{shape.split()[0][1:]}>')
         parts.append("</g>")
     parts.append("</svg>")
     return "".join(parts)
@@ -589,9 +636,23 @@ _COLUMN_KINDS = {"Seen (UTC)": "time", "Resource": "path", "Call site": "path",
                  "Principal": "path", "Error": "word", "API": "word", "Outcome": "word", "Action": "word"}
 
 
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+Z")
+
+
+def _nobr_times(text: str) -> str:
+    """HTML of ``text`` whose timestamps never break at their hyphens (the header wraps between words)."""
+    out, position = [], 0
+    for match in _TIMESTAMP.finditer(text):
+        out += [_h(text[position:match.start()]), f'<span class="nobr">{_h(match.group())}</span>']
+        position = match.end()
+    return "".join(out + [_h(text[position:])])
+
+
 def _cell_html(kind: str, text: str) -> str:
     if kind == "time":  # first and last seen, one per line
         return "<br>".join(_h(part) for part in text.split("\n"))
+    if kind == "word":  # a narrow window may break an API name after its dots, never inside a word
+        return "<wbr>".join(_h(part) for part in re.split(r"(?<=\.)", text))
     return _h(text)
 
 
@@ -660,8 +721,8 @@ def render_html(report: Report, generated_ns: int) -> str:
         "<title>otel-audit report</title>",
         f"<style>{css}</style></head><body>",
         "<header><h1>Audit report: who accessed what</h1>",
-        f'<div class="meta">{_h(_period(t))} · from {files} · filters: {_h(_filters_text(report.filters))}'
-        f" · generated {_h(format_time(generated_ns, 0))}</div></header><main>",
+        f'<div class="meta">{_nobr_times(_period(t))} · from {files} · filters: {_h(_filters_text(report.filters))}'
+        f' · generated {_nobr_times(format_time(generated_ns, 0))}</div></header><main>',
         '<div class="cards">',
         stat("accesses", t.count), stat("denied", denied, "deny"), stat("failed", failed, "fail"),
         stat("succeeded", t.outcomes[schema.OUTCOME_SUCCESS], "ok"),
@@ -683,12 +744,15 @@ def render_html(report: Report, generated_ns: int) -> str:
                    f'<span class="swatch outcome-{outcome}" style="background:var(--{ {"denied": "deny", "failure": "fail", "success": "ok"}[outcome]})"></span>{label}</label>')
     out.append('<span>● read ■ write ◆ delete ▲ list · hover a mark for details · times in UTC</span></div>')
     if t.count:
+        out.append('<div class="timeline-frame">')  # a narrow window scrolls the chart, never shrinks its text
         out.append(_timeline(report, resource_lanes, "resource"))
         out.append(_timeline(report, principal_lanes, "principal").replace('<svg class="timeline"', '<svg class="timeline hidden"', 1))
+        out.append("</div>")
     else:
         out.append("<p>No records.</p>")
     out.append("</section>")
-    out.append('<div class="controls"><input type="search" id="search" placeholder="Filter the tables (resource, user, error…)"></div>')
+    out.append('<div class="controls"><input type="search" id="search" placeholder="Filter the tables" '
+               'aria-label="Filter the tables: any text of a row (resource, user, error…)"></div>')
 
     out.append(_html_table(
         f"Failures and denials ({sum(g.tally.count for g in report.problems)})",

@@ -876,3 +876,112 @@ def test_flush_with_nothing_pending_says_nothing_about_exporters(tmp_path):
                              text=True, timeout=60)
     assert (flushed.returncode, flushed.stderr) == (0, "")
     assert flushed.stdout == f"otel-audit flush: 0 records delivered from {tmp_path / 'spool'} (nothing left in the spool)\n"
+
+
+# Measures the rendered page from inside the browser and leaves the result on <body data-layout>, which
+# --dump-dom shows.  It runs in a copy of the page whose policy also allows this script (by its hash).
+LAYOUT_PROBE = """
+(function () {
+  var out = {};
+  out.pageOverflow = document.documentElement.scrollWidth - window.innerWidth;
+  out.tableOverflow = [];
+  document.querySelectorAll('.card table').forEach(function (t) {
+    var card = t.closest('.card');
+    if (t.scrollWidth > card.clientWidth) out.tableOverflow.push(t.id);
+  });
+  var svg = document.querySelector('svg.timeline[data-lanes=resource]');
+  out.timelineScale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+  out.brokenWords = [];
+  var walker = document.createTreeWalker(document.querySelector('header .meta'), NodeFilter.SHOW_TEXT), node;
+  while ((node = walker.nextNode())) {
+    var at = 0;
+    node.textContent.split(/(\\s+)/).forEach(function (piece) {
+      if (piece.trim() && piece.length <= 24) {
+        var range = document.createRange();
+        range.setStart(node, at); range.setEnd(node, at + piece.length);
+        if (range.getClientRects().length > 1) out.brokenWords.push(piece);
+      }
+      at += piece.length;
+    });
+  }
+  var box = document.getElementById('search'), style = getComputedStyle(box);
+  var ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = style.font;
+  out.placeholderRoom = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)
+                        - ctx.measureText(box.placeholder).width;
+  out.lanes = [];
+  svg.querySelectorAll('g.lane').forEach(function (lane) {
+    var marks = Array.prototype.slice.call(lane.querySelectorAll('.mark')), overlaps = 0, count = 0;
+    marks.forEach(function (m, i) {
+      count += parseInt(m.getAttribute('data-count'), 10);
+      var a = m.getBoundingClientRect();
+      marks.slice(i + 1).forEach(function (n) {
+        var b = n.getBoundingClientRect();
+        if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) overlaps += 1;
+      });
+    });
+    out.lanes.push({label: lane.querySelector('.lane-label').textContent.replace(lane.querySelector('.lane-label title').textContent, ''),
+                     shown: lane.querySelector('.lane-count').textContent, marks: marks.length, counted: count,
+                     overlaps: overlaps, titles: marks.map(function (m) { return m.querySelector('title').textContent; })});
+  });
+  document.body.setAttribute('data-layout', JSON.stringify(out));
+})();
+"""
+
+
+def _probed(page: Path) -> Path:
+    import base64
+    import hashlib
+
+    source = page.read_text()
+    digest = base64.b64encode(hashlib.sha256(LAYOUT_PROBE.encode()).digest()).decode()
+    probed = page.with_name("probed-" + page.name)
+    probed.write_text(source.replace("script-src 'sha256-", f"script-src 'sha256-{digest}' 'sha256-", 1)
+                      .replace("</body>", f"<script>{LAYOUT_PROBE}</script></body>", 1))
+    return probed
+
+
+LONG_DIR = "file:///srv/projects/customer-analytics/2024-quarterly-exports/validated"
+
+
+@pytest.mark.parametrize("width", [1400, 800, 700, 460])
+def test_html_report_layout_at_every_width(tmp_path, width):
+    chromium_binary()
+    trail = tmp_path / "burst.jsonl"
+    minute = 60_000_000_000
+    trail.write_text(otlp_line(
+        # a write and two reads of one file a few milliseconds apart, in an hour of other accesses
+        (T0, audit_attributes(uri=f"{LONG_DIR}/holdout-final.csv", action="write", seq=1)),
+        (T0 + 2_000_000, audit_attributes(uri=f"{LONG_DIR}/holdout-final.csv", action="read", seq=2)),
+        (T0 + 3_000_000, audit_attributes(uri=f"{LONG_DIR}/holdout-final.csv", action="read", outcome="failure",
+                                          error="FileNotFoundError", seq=3)),
+        (T0 + 5_000_000, audit_attributes(uri=f"{LONG_DIR}/holdout-final.csv", action="read", seq=4)),
+        (T0 + 30 * minute, audit_attributes(uri="s3://models/churn.pt", user="bob", seq=5)),
+        (T0 + 60 * minute, audit_attributes(uri="s3://models/churn.pt", action="write", outcome="denied",
+                                            error="AccessDenied", seq=6)),
+        (T0 + 60 * minute + 1_000_000, audit_attributes(uri="s3://models/churn.pt", action="write", seq=7)),
+    ))
+    page = tmp_path / "report.html"
+    assert cli("report", str(trail), "--format", "html", "-o", str(page), cwd=tmp_path).returncode == 0
+    dumped = chromium("--dump-dom", f"--window-size={width},900", _probed(page).as_uri())
+    assert dumped.returncode == 0, dumped.stderr
+    dom = DomSummary()
+    dom.feed(dumped.stdout)
+    layout = json.loads(dom.body["data-layout"])
+
+    assert layout["pageOverflow"] <= 0  # the page never scrolls sideways: a wide part scrolls in its card
+    assert layout["timelineScale"] == 1  # the chart is never shrunk (its text stays readable): it scrolls
+    if width >= 800:
+        assert layout["tableOverflow"] == []  # the tables fit
+    assert layout["brokenWords"] == []  # the header wraps between words ("filters: none", "(7 records)")
+    assert layout["placeholderRoom"] >= 0  # the filter box shows its whole placeholder
+
+    lanes = {lane["label"]: lane for lane in layout["lanes"]}
+    assert sorted(lanes) == ["file:///…/validated/holdout-final.csv", "s3://models/churn.pt"]  # the file name whole
+    for lane in lanes.values():
+        assert lane["overlaps"] == 0  # every mark can be seen and hovered
+        assert lane["counted"] == int(lane["shown"])  # and the lane's count is what its marks hold
+    burst = lanes["file:///…/validated/holdout-final.csv"]
+    assert (burst["marks"], burst["counted"]) == (3, 4)  # write; read ×2 (one mark, counted); the failure
+    assert all("\\x0a" not in title and "\n" in title for title in burst["titles"])  # real line breaks
+    assert any(title.startswith("2 accesses, ") for title in burst["titles"])
