@@ -701,3 +701,28 @@ def test_segments_lists_only_segment_files_sorted(tmp_path):
     for name in ["2-b.seg", "1-a.seg", "1-a.seg.ack", "1-a.seg.ack.7.tmp", "notes.txt"]:
         (tmp_path / name).write_bytes(b"")
     assert segments(str(tmp_path)) == [str(tmp_path / "1-a.seg"), str(tmp_path / "2-b.seg")]
+
+
+def test_progress_acknowledged_by_exporter_name_before_destinations_is_kept(tmp_path):
+    """A segment an older otel-audit delivered (acks keyed by exporter name, no .dest) is not delivered again."""
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    from otel_audit.delivery.shipper import deliver_orphans
+
+    from opentelemetry._logs import LogRecord
+    from opentelemetry.sdk._logs import ReadableLogRecord
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from otel_audit.delivery.shipper import encode_record
+
+    writer = SegmentWriter(str(tmp_path))
+    writer.append(encode_record(ReadableLogRecord(LogRecord(body="delivered before"), Resource.create({}),
+                                                  InstrumentationScope("t"))))
+    path = writer.path
+    writer._close(writer._own.fd)
+    spool.write_ack(path, {"memory": os.path.getsize(path)})  # the old key: the name alone
+    exporter = InMemoryLogRecordExporter()
+    report = deliver_orphans(str(tmp_path), {"memory /somewhere": exporter})
+    assert exporter.get_finished_logs() == ()
+    assert (report.delivered, report.undelivered) == (0, 0) and not os.path.exists(path)

@@ -353,7 +353,7 @@ def deliver_orphans(directory: str, exporters: dict[str, LogRecordExporter], *, 
         try:
             owed = _owed(directory, path, exporters, redirect)
             targets = {name: exporters[name] for name in owed if name in exporters}
-            acks = spool.read_ack(path)
+            acks = _with_legacy_acks(spool.read_ack(path), targets)
             before = undelivered(path, owed, acks)
             acks, complete = deliver_segment(path, targets, acks, complete_only=False)
             complete = complete and len(targets) == len(owed)
@@ -363,6 +363,18 @@ def deliver_orphans(directory: str, exporters: dict[str, LogRecordExporter], *, 
         finally:
             lock.release(delete=complete)
     return OrphanReport(delivered, left, live, refused)
+
+
+def _with_legacy_acks(acks: dict[str, int], destinations: Iterable[str]) -> dict[str, int]:
+    """Progress recorded by otel-audit before 0.2 is keyed by exporter name alone (``audit_file``), now by
+    destination (``audit_file /x.jsonl``): count the old progress for a destination of that name, so an
+    upgrade does not deliver those records again."""
+    acks = dict(acks)
+    for key in destinations:
+        name = key.split(" ", 1)[0]
+        if key not in acks and name in acks:
+            acks[key] = acks[name]
+    return acks
 
 
 def _owed(directory: str, path: str, exporters: dict[str, LogRecordExporter], redirect: bool) -> list[str]:
