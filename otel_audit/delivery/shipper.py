@@ -215,7 +215,7 @@ class LoggerProviderExporter(LogRecordExporter):
     What is lost against exporters otel-audit calls itself: "delivered" means handed to the provider and
     flushed, since the SDK's processors do not report whether their exporter reached the collector.  And
     records that ended processes left behind are not delivered through it (the provider would stamp them
-    with this process's resource); ``otel-audit flush`` or a process with exporters delivers those.
+    with this process's resource); ``otel-audit flush --redirect`` delivers those.
     """
 
     NAME = "logger_provider"
