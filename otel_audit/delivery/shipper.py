@@ -383,10 +383,11 @@ def _owed(directory: str, path: str, exporters: dict[str, LogRecordExporter], re
     if redirect:
         return list(exporters)
     if not owed:
-        why = ("owed to no destination (their process had no exporter)" if owed == [] else
-               "without a record of their destinations (an older otel-audit, or killed at their first record)")
-        diagnostics.report(f"records in {directory} {why} are delivered to this process's exporters",
-                           key=f"no-destinations:{directory}:{owed is None}")
+        if exporters:
+            why = ("owed to no destination (their process had no exporter)" if owed == [] else
+                   "without a record of their destinations (an older otel-audit, or killed at their first record)")
+            diagnostics.report(f"records in {directory} {why} are delivered to this process's exporters",
+                               key=f"no-destinations:{directory}:{owed is None}")
         return list(exporters)
     for missing in (d for d in owed if d not in exporters):
         diagnostics.report(
