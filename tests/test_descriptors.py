@@ -75,9 +75,10 @@ def test_the_audit_file_sink_never_writes_into_the_programs_files(tmp_path, deli
 def test_durable_otlp_http_delivery_survives_its_connections_being_closed(tmp_path, http_receiver):
     """The shipper's exporter had a kept-alive connection whose number the program reused: it is
     abandoned without being closed (closing it would close the program's file, now or at exit), a new
-    one delivers.  (In memory mode the exporter is the SDK's own, and it does close such sockets at
-    exit, with or without otel-audit.  OTLP over gRPC does not survive a program closing its
-    descriptors at all, with or without otel-audit: see the README's known limits.)"""
+    one delivers.  (In memory mode the exporter is the SDK's own, which otel-audit cannot renew: it
+    closes such a socket's old number at its next export and at exit.  OTLP over gRPC does not
+    survive a program closing its descriptors at all, with or without otel-audit.  Both are in the
+    README's known limits.)"""
     result = _run(tmp_path, otlp_env(http_receiver, "http/protobuf"))
     _assert_every_access_once(http_receiver.wait_for(ACCESSES, timeout=10), tmp_path)
     assert "audit exporters were created anew" in result.stderr
