@@ -56,7 +56,8 @@ class AuditInstrumentor(BaseInstrumentor):
             one); its resource names the service and its spool directory.  With durable delivery
             and no exporter named by ``OTEL_LOGS_EXPORTER`` (nor ``exporters``), spooled records are
             delivered through this provider's processors: what you configured in code is where they
-            go (``OTEL_LOGS_EXPORTER=none`` keeps them in the spool instead).  (Then "delivered" means handed to it and flushed; ``exporters`` gives more.)
+            go (``OTEL_LOGS_EXPORTER=none`` keeps them in the spool instead).  Then "delivered" means
+            handed to it and flushed; ``exporters`` gives more.
         ``exporters``
             durable delivery ships the spool to these ``LogRecordExporter`` objects with every
             guarantee: each acknowledges what it exported, retries until it does, and records left by

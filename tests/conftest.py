@@ -154,6 +154,12 @@ def instrumented_env(**overrides: str) -> dict:
     return env
 
 
+def flush_spool(env: dict, spool: Path, *options: str) -> subprocess.CompletedProcess:
+    """``otel-audit flush --spool-dir SPOOL [options]`` with ``env``, as a user runs it."""
+    return subprocess.run([str(BIN / "otel-audit"), "flush", "--spool-dir", str(spool), *options],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
 def otel_audit_lines(output: str) -> list[str]:
     """What otel-audit itself said: its lines start with ``otel-audit: ``.  Never match a bare substring
     of a child's output instead: the checkout's path (a clone named otel-audit), the user name, the temp
@@ -179,4 +185,4 @@ def otlp_env(receiver, protocol: str, **overrides: str) -> dict:
     )
 
 
-__all__ = ["records_from_jsonl", "run_instrumented", "instrumented_env", "otlp_env", "otel_audit_lines", "REPO"]
+__all__ = ["records_from_jsonl", "run_instrumented", "instrumented_env", "otlp_env", "otel_audit_lines", "flush_spool", "REPO"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, otlp_env, records_from_jsonl, run_instrumented
+from conftest import BIN, flush_spool, otlp_env, records_from_jsonl, run_instrumented
 from otlp_receiver import GrpcLogsReceiver, HttpLogsReceiver
 from otel_audit import schema
 
@@ -57,9 +57,6 @@ class Nobody:
         self.endpoint = f"http://127.0.0.1:{port}"
 
 
-def _flush(env: dict, spool: Path, *options: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "otel-audit"), "flush", "--spool-dir", str(spool), *options],
-                          env=env, capture_output=True, text=True, timeout=120)
 
 
 WRITE_50 = """
@@ -85,12 +82,12 @@ def test_collector_down_then_flush_delivers_everything(tmp_path, protocol):
 
     receiver = receiver_class(port).start()
     try:
-        flushed = _flush(env, spool)
+        flushed = flush_spool(env, spool)
         assert flushed.returncode == 0, flushed.stdout + flushed.stderr
         assert "50 records delivered" in flushed.stdout
         _assert_each_once_at_least(receiver.records(), 50)
         assert not list(spool.rglob("*.seg")) and not list(spool.rglob("*.ack"))
-        again = _flush(env, spool)
+        again = flush_spool(env, spool)
         assert again.returncode == 0 and "0 records delivered" in again.stdout
     finally:
         receiver.stop()
@@ -109,7 +106,7 @@ def _run_while_collector_down(tmp_path: Path, script: str = WRITE_50, **settings
 
 def test_flush_fails_with_a_count_while_the_collector_is_down(tmp_path):
     _, spool, env, _ = _run_while_collector_down(tmp_path)
-    flushed = _flush(env, spool)
+    flushed = flush_spool(env, spool)
     assert flushed.returncode == 1
     assert "50 records NOT delivered" in flushed.stderr
     assert len(list(spool.rglob("*.seg"))) == 1
@@ -117,7 +114,7 @@ def test_flush_fails_with_a_count_while_the_collector_is_down(tmp_path):
 
 def test_flush_without_an_exporter_counts_every_record_left(tmp_path):
     _, spool, env, _ = _run_while_collector_down(tmp_path)
-    flushed = _flush({**env, "OTEL_LOGS_EXPORTER": "none"}, spool)
+    flushed = flush_spool({**env, "OTEL_LOGS_EXPORTER": "none"}, spool)
     assert flushed.returncode == 1
     assert "50 records NOT delivered" in flushed.stderr
     assert len(list(spool.rglob("*.seg"))) == 1
@@ -132,7 +129,7 @@ def test_sigkill_right_after_the_accesses(tmp_path, grpc_receiver):
     """)
     result = run_instrumented(script, cwd=tmp_path, env=env)
     assert result.returncode == -9
-    flushed = _flush(env, spool)
+    flushed = flush_spool(env, spool)
     assert flushed.returncode == 0, flushed.stderr
     _assert_each_once_at_least(grpc_receiver.records(), 50)
 
@@ -205,7 +202,7 @@ def test_dataloader_fork_workers(tmp_path, grpc_receiver):
     result = run_instrumented(script, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(sum(range(200)))
-    flushed = _flush(env, spool)  # whatever a worker's exit left behind
+    flushed = flush_spool(env, spool)  # whatever a worker's exit left behind
     assert flushed.returncode == 0, flushed.stderr
     records = [r for r in grpc_receiver.records() if r["attributes"][schema.AUDIT_RESOURCE_URI].startswith(data.as_uri())]
     uris = {r["attributes"][schema.AUDIT_RESOURCE_URI] for r in records}
@@ -242,7 +239,7 @@ def test_many_threads_slow_receiver_every_record_arrives_memory_bounded(tmp_path
         assert big.returncode == 0, big.stderr
         records = receiver.records()
         if len(set(_identities(records))) < 80_001:  # exit timeout passed first: the rest is spooled
-            assert _flush(env, spool).returncode == 0
+            assert flush_spool(env, spool).returncode == 0
             records = receiver.records()
         _assert_each_once_at_least(records, 80_001)
         growth_kib = int(big.stdout.split()[-1]) - int(small.stdout.split()[-1])
@@ -259,7 +256,7 @@ def test_truncated_segment_intact_records_delivered_damage_reported(tmp_path, gr
     with open(segment, "r+b") as handle:  # a power cut in the middle of the last record
         handle.truncate(size - 100)
     env = otlp_env(grpc_receiver, "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool))
-    flushed = _flush(env, spool, "--redirect")  # owed to the collector that was down; this one is elsewhere
+    flushed = flush_spool(env, spool, "--redirect")  # owed to the collector that was down; this one is elsewhere
     assert flushed.returncode == 0, flushed.stderr
     assert "49 records delivered" in flushed.stdout
     damage = [line for line in flushed.stderr.splitlines() if "spool damage" in line]
@@ -322,7 +319,7 @@ def test_spool_cap(tmp_path, grpc_receiver):
     assert 0 < refused_at < 3000
     total = sum(p.stat().st_size for p in spool.rglob("*.seg"))
     assert total <= 1 << 20
-    flushed = _flush(otlp_env(grpc_receiver, "grpc"), spool, "--redirect")  # a collector at another port
+    flushed = flush_spool(otlp_env(grpc_receiver, "grpc"), spool, "--redirect")  # a collector at another port
     assert flushed.returncode == 0, flushed.stderr
     _assert_each_once_at_least(grpc_receiver.records(), refused_at)
 
@@ -350,7 +347,7 @@ def test_spawned_pool_executor_and_subprocess_children(tmp_path, grpc_receiver):
     """)
     result = run_instrumented(script, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    flushed = _flush(env, spool)  # what ended workers left behind, if anything
+    flushed = flush_spool(env, spool)  # what ended workers left behind, if anything
     assert flushed.returncode == 0, flushed.stderr
     records = [r for r in grpc_receiver.records() if r["attributes"][schema.AUDIT_RESOURCE_URI].startswith(tmp_path.as_uri() + "/")
                and r["attributes"][schema.AUDIT_RESOURCE_URI].endswith(".txt")]
@@ -391,7 +388,7 @@ def test_flush_delivers_records_only_where_their_process_meant_them_to_go(tmp_pa
     goes to the file, nothing is deleted, it says so; a flush configured like the producer delivers all."""
     port, spool, env, _ = _run_while_collector_down(tmp_path)
     trail = tmp_path / "elsewhere.jsonl"
-    wrong = _flush({**env, "OTEL_LOGS_EXPORTER": "audit_file", "OTEL_PYTHON_AUDIT_FILE": str(trail)}, spool)
+    wrong = flush_spool({**env, "OTEL_LOGS_EXPORTER": "audit_file", "OTEL_PYTHON_AUDIT_FILE": str(trail)}, spool)
     assert wrong.returncode == 1
     assert "otel-audit flush: 0 records delivered" in wrong.stdout
     assert "50 records NOT delivered" in wrong.stderr
@@ -401,7 +398,7 @@ def test_flush_delivers_records_only_where_their_process_meant_them_to_go(tmp_pa
 
     receiver = GrpcLogsReceiver(port).start()  # the producer's own collector, back
     try:
-        right = _flush(env, spool)
+        right = flush_spool(env, spool)
         assert right.returncode == 0, right.stderr
         assert "50 records delivered" in right.stdout
         _assert_each_once_at_least(receiver.records(), 50)
@@ -413,7 +410,7 @@ def test_flush_delivers_records_only_where_their_process_meant_them_to_go(tmp_pa
 def test_flush_redirect_delivers_elsewhere_on_purpose(tmp_path):
     _, spool, env, _ = _run_while_collector_down(tmp_path)
     trail = tmp_path / "instead.jsonl"
-    redirected = _flush({**env, "OTEL_LOGS_EXPORTER": "audit_file", "OTEL_PYTHON_AUDIT_FILE": str(trail)}, spool,
+    redirected = flush_spool({**env, "OTEL_LOGS_EXPORTER": "audit_file", "OTEL_PYTHON_AUDIT_FILE": str(trail)}, spool,
                         "--redirect")
     assert redirected.returncode == 0, redirected.stderr
     assert "50 records delivered" in redirected.stdout

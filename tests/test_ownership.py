@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, OPENTELEMETRY_INSTRUMENT, instrumented_env, records_from_jsonl, run_instrumented
+from conftest import BIN, OPENTELEMETRY_INSTRUMENT, flush_spool, instrumented_env, records_from_jsonl, run_instrumented
 from otel_audit import schema
 
 OTHER_UID = 65534  # nobody
@@ -36,9 +36,6 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
-def _flush(env: dict, spool: Path, *options: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "otel-audit"), "flush", "--spool-dir", str(spool), *options],
-                          env=env, capture_output=True, text=True, timeout=120)
 
 
 def _spooled_segment(tmp_path: Path, service: str) -> Path:
@@ -146,7 +143,7 @@ def test_a_spool_directory_planted_by_another_user_is_refused_and_its_records_ne
     assert planted.stat().st_size == size and planted.stat().st_uid == OTHER_UID  # not touched, not taken
     assert _mode(spool / "audit-test") == 0o777  # not ours to change
 
-    flushed = _flush({**env, "OTEL_PYTHON_AUDIT_FILE": str(tmp_path / "flushed.jsonl")}, spool)
+    flushed = flush_spool({**env, "OTEL_PYTHON_AUDIT_FILE": str(tmp_path / "flushed.jsonl")}, spool)
     assert flushed.returncode == 1, flushed.stdout + flushed.stderr
     assert "NOT DELIVERED, possibly forged" in flushed.stderr and "1 segments refused" in flushed.stderr
     assert not (tmp_path / "flushed.jsonl").exists()
@@ -178,12 +175,12 @@ def test_a_segment_of_another_user_in_our_directory_is_never_delivered(tmp_path)
     spool = segment.parent.parent
     env = instrumented_env(OTEL_LOGS_EXPORTER="audit_file", OTEL_PYTHON_AUDIT_FILE=str(tmp_path / "out.jsonl"))
     os.chown(segment, OTHER_UID, OTHER_UID)
-    refused = _flush(env, spool)
+    refused = flush_spool(env, spool)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert f"{segment} is owned by uid {OTHER_UID}, not by this user (uid 0)" in refused.stderr
     assert not (tmp_path / "out.jsonl").exists() and segment.exists()
     os.chown(segment, 0, 0)  # the same segment, ours: delivered
-    delivered = _flush(env, spool)
+    delivered = flush_spool(env, spool)
     assert delivered.returncode == 0, delivered.stdout + delivered.stderr
     assert "1 records delivered" in delivered.stdout
     assert [r["resource"]["service.name"] for r in records_from_jsonl(tmp_path / "out.jsonl")] == ["svc"]
@@ -239,10 +236,10 @@ def _refused_trail_keeps_records_spooled(tmp_path: Path, trail: Path, reason: st
     assert "the records stay in the spool" in result.stderr
     good = tmp_path / "good.jsonl"
     spool = Path(env["OTEL_PYTHON_AUDIT_SPOOL_DIR"])
-    elsewhere = _flush({**env, "OTEL_PYTHON_AUDIT_FILE": str(good)}, spool)
+    elsewhere = flush_spool({**env, "OTEL_PYTHON_AUDIT_FILE": str(good)}, spool)
     assert elsewhere.returncode == 1 and "1 records NOT delivered" in elsewhere.stderr  # owed to the refused trail
     assert f"records owed to 'audit_file {trail}' are not delivered from here" in elsewhere.stderr
-    flushed = _flush({**env, "OTEL_PYTHON_AUDIT_FILE": str(good)}, spool, "--redirect")
+    flushed = flush_spool({**env, "OTEL_PYTHON_AUDIT_FILE": str(good)}, spool, "--redirect")
     assert flushed.returncode == 0 and "1 records delivered" in flushed.stdout, flushed.stderr  # nothing lost
     assert [r["attributes"][schema.FILE_PATH] for r in records_from_jsonl(good)] == [str(tmp_path / "data.txt")]
 

@@ -181,7 +181,7 @@ class SegmentWriter:
                 f"the program closed or reused otel-audit's spool descriptor {own.fd} (os.closerange or "
                 f"similar): nothing was written through it; records go on in a new segment, and those "
                 f"before it are delivered from {own.path}", key="spool-fd-taken")
-            self._own, self.path, self._size, self._dirty = None, None, 0, False
+            self._forget_segment()
             self.taken_away += 1
         return fd
 
@@ -199,6 +199,10 @@ class SegmentWriter:
             self._verified_fd()
             return self.taken_away
 
+    def _forget_segment(self) -> None:
+        """No segment open now (closed, taken away, or the parent's after fork): the next write opens one."""
+        self._own, self.path, self._size, self._dirty = None, None, 0, False
+
     def ensure_open(self) -> None:
         """Open this process's segment now if it is not (raises ``OSError`` if the spool is unwritable)."""
         with self._lock:
@@ -214,7 +218,7 @@ class SegmentWriter:
                 self._own.close()
             except OSError:
                 pass
-        self._own, self.path, self._dirty = None, None, False
+        self._forget_segment()
 
     def append(self, payload: bytes) -> None:
         """Raises ``OSError`` when the record could not be written (the caller decides open/closed)."""
@@ -241,7 +245,7 @@ class SegmentWriter:
         if self.fsync != "never" and self._dirty:
             os.fsync(fd)
         os.close(fd)
-        self._own, self.path, self._size, self._dirty = None, None, 0, False
+        self._forget_segment()
 
     def sync(self) -> None:
         """``fsync`` what was appended since the last sync (the ``batch`` policy calls this per shipment)."""
@@ -262,7 +266,7 @@ class SegmentWriter:
                 return False
             remove_segment(path)
             os.close(fd)
-            self._own, self.path, self._size, self._dirty = None, None, 0, False
+            self._forget_segment()
             return True
 
 
