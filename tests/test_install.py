@@ -25,6 +25,7 @@ def test_the_quickstart_runs_from_a_wheel_in_a_fresh_virtualenv(tmp_path):
     _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, REPO)
     [wheel] = dist.glob("otel_audit-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
+    assert "otel_audit.pth" in names  # the start-up hook, at the top of site-packages (setup.py)
     assert {"otel_audit/assets/report.css", "otel_audit/assets/report.js", "otel_audit/delivery/ownfiles.py"} <= set(names)
     assert not [n for n in names if n.startswith(("tests/", "examples/", "benchmarks/"))]
 
@@ -55,3 +56,13 @@ def test_the_quickstart_runs_from_a_wheel_in_a_fresh_virtualenv(tmp_path):
     assert (REPO / "otel_audit" / "assets" / "report.css").read_text() in page
     assert (REPO / "otel_audit" / "assets" / "report.js").read_text() in page
     assert os.stat(work / "report.html").st_mode & 0o777 == 0o600
+
+    # A typo in OTEL_LOGS_EXPORTER: OpenTelemetry loads no instrumentation, otel-audit spools anyway
+    # (test_startup.py has the details; here: the installed wheel's hook runs)
+    spool = tmp_path / "spool"
+    typo = _run(venv / "bin" / "opentelemetry-instrument", venv / "bin" / "python", "quickstart.py", cwd=work,
+                env={**env, "OTEL_LOGS_EXPORTER": "otpl", "OTEL_PYTHON_AUDIT_SPOOL_DIR": str(spool)})
+    assert "otel-audit: OTEL_LOGS_EXPORTER='otpl': 'otpl' is not an installed logs exporter" in typo.stderr
+    flushed = _run(venv / "bin" / "otel-audit", "flush", "--spool-dir", spool, cwd=work, env=env)
+    assert "5 records delivered" in flushed.stderr + flushed.stdout, flushed.stderr
+    assert len(records_from_jsonl(work / "otel-audit.jsonl")) == 10

@@ -159,13 +159,29 @@ def exporters_from_env() -> dict[str, LogRecordExporter]:
         _, _, classes = _import_exporters([], [], _get_exporter_names("logs"))
         exporters = by_destination({name: exporter_class() for name, exporter_class in classes.items()})
     except Exception as exc:
-        diagnostics.report(f"the audit exporters (OTEL_LOGS_EXPORTER) could not be created: {type(exc).__name__}: "
-                           f"{exc}; audit records stay in the spool until they can")
+        value = os.environ.get("OTEL_LOGS_EXPORTER", "")
+        unknown = [name for name in _get_exporter_names("logs") if name not in installed_log_exporters()]
+        if unknown:
+            problem = (f"OTEL_LOGS_EXPORTER={diagnostics.shorten(value)}: {diagnostics.shorten(unknown[0])} is not an "
+                       f"installed logs exporter (accepted: {', '.join(sorted(installed_log_exporters()) + ['none'])}, "
+                       "comma-separated)")
+        else:
+            problem = (f"the audit exporters OTEL_LOGS_EXPORTER={diagnostics.shorten(value)} names could not be "
+                       f"created: {type(exc).__name__}: {exc}")
+        diagnostics.report(f"{problem}; audit records stay in the spool: `otel-audit flush` delivers them "
+                           "once it is set to an exporter that works")
         return {}
     if not exporters:
         diagnostics.report("OTEL_LOGS_EXPORTER names no exporter: audit records stay in the spool "
                            "(set OTEL_LOGS_EXPORTER=otlp, audit_file or console)")
     return exporters
+
+
+def installed_log_exporters() -> set[str]:
+    """The names ``OTEL_LOGS_EXPORTER`` accepts here (the ``opentelemetry_logs_exporter`` entry points)."""
+    from opentelemetry.util._importlib_metadata import entry_points
+
+    return {entry_point.name for entry_point in entry_points(group="opentelemetry_logs_exporter")}
 
 
 def logs_exporter_unset() -> bool:
