@@ -34,7 +34,7 @@ def test_instrument_imports_no_instrumented_library_and_patches_on_import():
         import sys
         from otel_audit import AuditInstrumentor
         AuditInstrumentor().instrument()
-        heavy = [m for m in ("pandas", "torch", "joblib", "boto3", "botocore", "s3transfer") if m in sys.modules]
+        heavy = [m for m in ("pandas", "numpy", "torch", "safetensors", "joblib", "boto3", "botocore", "s3transfer") if m in sys.modules]
         print("imported:", heavy)
         import joblib
         print("joblib patched:", type(joblib.load).__name__)
@@ -50,7 +50,7 @@ def test_safe_when_no_library_is_installed():
     # Make every instrumented library unimportable, as on a machine without them.
     result = _python("""
         import sys
-        for name in ("pandas", "torch", "joblib", "boto3", "botocore", "s3transfer"):
+        for name in ("pandas", "numpy", "torch", "safetensors", "joblib", "boto3", "botocore", "s3transfer"):
             sys.modules[name] = None
         from otel_audit import AuditInstrumentor
         AuditInstrumentor().instrument()
@@ -74,7 +74,11 @@ def _patched_objects():
     import botocore.client
     import joblib
     import joblib.numpy_pickle
+    import numpy
     import pandas
+    import safetensors
+    import safetensors.numpy
+    import safetensors.torch
     import s3transfer.futures
     import torch
     import torch.serialization
@@ -83,6 +87,10 @@ def _patched_objects():
         "builtins.open": builtins.open, "io.open": io.open,
         "pandas.read_csv": pandas.read_csv, "pandas.read_parquet": pandas.read_parquet,
         "torch.load": torch.load, "torch.serialization.load": torch.serialization.load, "torch.save": torch.save,
+        "numpy.load": numpy.load, "numpy.save": numpy.save, "numpy.fromfile": numpy.fromfile,
+        "safetensors.safe_open": safetensors.safe_open, "safetensors.torch.load_file": safetensors.torch.load_file,
+        "safetensors.torch.save_model": safetensors.torch.save_model,
+        "safetensors.numpy.save_file": safetensors.numpy.save_file,
         "joblib.load": joblib.load, "joblib.numpy_pickle.load": joblib.numpy_pickle.load, "joblib.dump": joblib.dump,
         "BaseClient._make_api_call": vars(botocore.client.BaseClient)["_make_api_call"],
         "inject.download_file": boto3.s3.inject.download_file,

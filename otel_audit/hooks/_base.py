@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from types import FunctionType, ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import wrapt
 
@@ -29,7 +29,7 @@ from otel_audit import diagnostics, schema
 from otel_audit.callsite import WRAPPER_FILENAME_MARKER, find_call_site
 from otel_audit.context import in_audited_call
 from otel_audit.recorder import AuditRecorder, ErrorClassifier, classify_exception
-from otel_audit.resources import ResourcePolicy
+from otel_audit.resources import ResourcePolicy, fspath_or_none
 
 # describe(policy, instance, args, kwargs) -> attributes of the resource and action, or None (not audited)
 Describe = Callable[[ResourcePolicy, Any, tuple, dict], "dict | None"]
@@ -262,16 +262,39 @@ class AccessPoint:
         return wrapper
 
 
-def file_functions_access_point(library: str, functions: dict[str, tuple[str, int, str]], api_type: str) -> AccessPoint:
-    """The access point of a library whose functions take a file: ``{function: (action, position, name)}``
-    gives where the file argument is.  A path or URL is recorded; a buffer is not."""
+class FileArgument(NamedTuple):
+    """Where a function's file argument is, and what the call does to it."""
 
-    def patch(point: AccessPoint, module: Any) -> None:
-        for function, (action, index, name) in functions.items():
+    action: str
+    position: int
+    name: str
+    suffix: str = ""  # appended to a path that does not end with it, as the function does (numpy.save: .npy)
 
-            def describe(policy: ResourcePolicy, instance, args, kwargs, _index=index, _name=name):
-                return policy.describe(argument(args, kwargs, _index, _name), api_type)
 
-            point.wrap(module, function, point.audited(f"{library}.{function}", action, describe))
+def file_functions_access_point(name: str, modules: dict[str, dict[str, tuple]], api_type: str) -> AccessPoint:
+    """The access point of a library whose functions take a file: ``{module: {function: FileArgument}}``.
 
-    return AccessPoint(library, {library: patch})
+    Each function is recorded as ``<module>.<function>`` with the path or URL it was given (a buffer or
+    bytes are not a named resource: not recorded).  A function a version of the library lacks is skipped.
+    """
+
+    def patcher(module_name: str, functions: dict[str, tuple]) -> Callable[[AccessPoint, Any], None]:
+        def patch(point: AccessPoint, module: Any) -> None:
+            for function, spec in functions.items():
+                if not hasattr(module, function):
+                    continue
+                where = FileArgument(*spec)
+
+                def describe(policy: ResourcePolicy, instance, args, kwargs, _where=where):
+                    target = argument(args, kwargs, _where.position, _where.name)
+                    if _where.suffix:
+                        path = fspath_or_none(target)
+                        if path is not None and "://" not in path and not path.endswith(_where.suffix):
+                            target = path + _where.suffix
+                    return policy.describe(target, api_type)
+
+                point.wrap(module, function, point.audited(f"{module_name}.{function}", where.action, describe))
+
+        return patch
+
+    return AccessPoint(name, {module_name: patcher(module_name, functions) for module_name, functions in modules.items()})

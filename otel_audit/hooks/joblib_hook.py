@@ -14,4 +14,4 @@ FUNCTIONS = {
     "dump": (schema.ACTION_WRITE, 1, "filename"),
 }
 
-ACCESS_POINT = file_functions_access_point("joblib", FUNCTIONS, schema.TYPE_MODEL)
+ACCESS_POINT = file_functions_access_point("joblib", {"joblib": FUNCTIONS}, schema.TYPE_MODEL)

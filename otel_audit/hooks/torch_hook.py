@@ -15,4 +15,4 @@ FUNCTIONS = {
     "save": (schema.ACTION_WRITE, 1, "f"),
 }
 
-ACCESS_POINT = file_functions_access_point("torch", FUNCTIONS, schema.TYPE_MODEL)
+ACCESS_POINT = file_functions_access_point("torch", {"torch": FUNCTIONS}, schema.TYPE_MODEL)
