@@ -38,11 +38,17 @@ def _expected() -> list[tuple[int, str, str, str, str]]:
     return found
 
 
+def _run_plainly(directory: Path) -> subprocess.CompletedProcess:
+    """The job without otel-audit, making its files in ``directory``."""
+    directory.mkdir()
+    result = subprocess.run([sys.executable, str(JOB), str(directory)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_every_call_is_one_record_naming_the_call(tmp_path):
-    plain_dir, audited_dir = tmp_path / "plain", tmp_path / "audited"
-    plain_dir.mkdir(), audited_dir.mkdir()
-    plain = subprocess.run([sys.executable, str(JOB), str(plain_dir)], capture_output=True, text=True, timeout=120)
-    assert plain.returncode == 0, plain.stderr
+    plain, audited_dir = _run_plainly(tmp_path / "plain"), tmp_path / "audited"
+    audited_dir.mkdir()
     trail = tmp_path / "trail.jsonl"
     env = instrumented_env(OTEL_LOGS_EXPORTER="audit_file", OTEL_PYTHON_AUDIT_FILE=str(trail))
     audited = run_instrumented(JOB, str(audited_dir), cwd=tmp_path, env=env)
@@ -102,9 +108,8 @@ print("written:", sorted(p.name for p in out.iterdir()))
 
 def test_fail_closed_refuses_each_call_before_it_touches_the_file(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
-    src.mkdir(), out.mkdir()
-    made = subprocess.run([sys.executable, str(JOB), str(src)], capture_output=True, text=True, timeout=120)
-    assert made.returncode == 0, made.stderr
+    _run_plainly(src)
+    out.mkdir()
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the spool directory should be")  # the spool cannot be made, even by root
     script = tmp_path / "closed.py"
@@ -175,3 +180,11 @@ def test_patched_functions_pickle_by_reference(audited):
         assert type(function).__name__ == "AuditedFunction"
         assert pickle.loads(pickle.dumps(function)) is function
         assert b"otel_audit" not in pickle.dumps(function)
+
+
+def test_safe_open_is_still_usable_as_the_class_it_is(audited, weights):
+    with safetensors.safe_open(weights, framework="pt") as opened:
+        assert isinstance(opened, safetensors.safe_open)
+        assert type(opened).__name__ == "safe_open"
+        assert opened.keys() == ["w"]
+    assert [r["attributes"][schema.AUDIT_API] for r in audited.records()] == ["safetensors.safe_open"]

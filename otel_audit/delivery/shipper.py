@@ -160,11 +160,11 @@ def exporters_from_env() -> dict[str, LogRecordExporter]:
         exporters = by_destination({name: exporter_class() for name, exporter_class in classes.items()})
     except Exception as exc:
         value = os.environ.get("OTEL_LOGS_EXPORTER", "")
-        unknown = [name for name in _get_exporter_names("logs") if name not in installed_log_exporters()]
+        installed = installed_log_exporters()
+        unknown = [name for name in _get_exporter_names("logs") if name not in installed]
         if unknown:
             problem = (f"OTEL_LOGS_EXPORTER={diagnostics.shorten(value)}: {diagnostics.shorten(unknown[0])} is not an "
-                       f"installed logs exporter (accepted: {', '.join(sorted(installed_log_exporters()) + ['none'])}, "
-                       "comma-separated)")
+                       f"installed logs exporter (accepted: {', '.join(sorted(installed) + ['none'])}, comma-separated)")
         else:
             problem = (f"the audit exporters OTEL_LOGS_EXPORTER={diagnostics.shorten(value)} names could not be "
                        f"created: {type(exc).__name__}: {exc}")
