@@ -30,11 +30,13 @@ class BuildPy(build_py):
     def run(self):
         super().run()
         if not self.editable_mode:
-            self._pth = write_pth(self.build_lib)
+            write_pth(self.build_lib)
 
     def get_outputs(self, include_bytecode=True):
         outputs = super().get_outputs(include_bytecode)
-        return outputs + [os.path.join(self.build_lib, PTH_NAME)] if not self.editable_mode else outputs
+        if not self.editable_mode:
+            outputs.append(os.path.join(self.build_lib, PTH_NAME))
+        return outputs
 
 
 class EditableWheel(editable_wheel):
