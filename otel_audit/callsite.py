@@ -13,6 +13,8 @@ import os
 import sys
 from types import CodeType, FrameType
 
+import wrapt
+
 from otel_audit.resources import default_excluded_prefixes, safe_text
 
 _LIBRARY_PREFIXES = default_excluded_prefixes()
@@ -20,6 +22,7 @@ _OWN_PREFIX = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # otel-audit's wrappers are filed under the library they wrap (see hooks/_base.py),
 # wherever that library lives; this marks them as not the user's code.
 WRAPPER_FILENAME_MARKER = "<otel-audit wrapper"
+_WRAPT_PREFIX = os.path.dirname(os.path.abspath(wrapt.__file__)) + os.sep
 _IMPORT_MACHINERY = frozenset({"<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>"})
 _is_library_code: dict[CodeType, bool] = {}
 
@@ -40,15 +43,26 @@ def _library(code: CodeType) -> bool:
         return result
 
 
-def find_call_site(frame: FrameType | None = None) -> tuple[str, int, str] | None:
+def _wrapper_machinery(code: CodeType) -> bool:
+    return code.co_filename.startswith(_WRAPT_PREFIX) or WRAPPER_FILENAME_MARKER in code.co_filename
+
+
+def find_call_site(frame: FrameType | None = None, user_calls_only: bool = False) -> tuple[str, int, str] | None:
     """``(file, line, function)`` of the first user-code frame above ``frame`` (default: the caller).
 
     ``None`` when library code makes the access while being imported (pandas
     reading the time zone database under ``import pandas``): that is the
-    library setting itself up, not the program accessing data.
+    library setting itself up, not the program accessing data.  With
+    ``user_calls_only``, also ``None`` when library code made the call
+    (``tempfile`` calling ``os.open``): only the user's own calls count.
     """
     if frame is None:
         frame = sys._getframe(1)
+    if user_calls_only:
+        while frame is not None and _wrapper_machinery(frame.f_code):
+            frame = frame.f_back
+        if frame is None or _library(frame.f_code):
+            return None
     first = frame
     importing = False
     while frame is not None and _library(frame.f_code):

@@ -18,7 +18,7 @@ from typing import Callable, Mapping, NamedTuple
 
 from otel_audit import diagnostics
 
-HOOK_NAMES = ("open", "pandas", "numpy", "torch", "safetensors", "joblib", "boto3")
+HOOK_NAMES = ("open", "os", "pandas", "pyarrow", "numpy", "torch", "safetensors", "huggingface", "joblib", "boto3")
 
 DEFAULT_MODEL_EXTENSIONS = (
     ".pt", ".pth", ".ckpt", ".safetensors", ".onnx", ".joblib",

@@ -16,9 +16,11 @@ ENDUSER_BAGGAGE_KEY = "enduser.id"
 
 _enduser: contextvars.ContextVar[str | None] = contextvars.ContextVar("otel_audit_enduser", default=None)
 
-# True while an audited call runs: the accesses it makes internally
-# (pandas.read_csv -> open) belong to it and are not recorded again.
-in_audited_call: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_audit_in_audited_call", default=False)
+# Set while an audited call runs: the accesses it makes internally
+# (pandas.read_csv -> open) belong to it and are not recorded again.  True, or, for
+# a call that lists the files it touched (from_pretrained), the list they are added to.
+in_audited_call: contextvars.ContextVar["bool | list"] = contextvars.ContextVar("otel_audit_in_audited_call",
+                                                                              default=False)
 
 
 @contextlib.contextmanager

@@ -47,6 +47,9 @@ AUDIT_RESOURCE_TYPE = "audit.resource.type"
 AUDIT_SEQ = "audit.seq"
 AUDIT_RECORD_ID = "audit.record.id"
 AUDIT_MODE = "audit.mode"
+AUDIT_RESOURCE_FILES = "audit.resource.files"
+AUDIT_RESOURCE_REVISION = "audit.resource.revision"
+AUDIT_RESOURCE_VERSION = "audit.resource.version"
 USER_NAME = "user.name"
 USER_ID = "user.id"
 PROCESS_PID = "process.pid"
@@ -65,7 +68,7 @@ ENDUSER_ID = "enduser.id"
 
 class Attribute(NamedTuple):
     name: str
-    type: str  # "string" | "int"
+    type: str  # "string" | "int" | "string[]"
     always: bool  # present on every record
     meaning: str
 
@@ -88,6 +91,13 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(FILE_PATH, "string", False, "absolute local path, for file resources"),
     Attribute(FILE_SIZE, "int", False, "size in bytes, on successful reads of local files"),
     Attribute(AUDIT_MODE, "string", False, "the `open` mode, for `builtins.open`"),
+    Attribute(AUDIT_RESOURCE_FILES, "string[]", False, "the files a call read or wrote to load or save the resource "
+              "(a model directory's config and weight shards), relative to it when inside it; at most 64, then "
+              "one entry saying there were more"),
+    Attribute(AUDIT_RESOURCE_REVISION, "string", False, "the revision asked for (Hugging Face hub: branch, tag or "
+              "commit; `main` when none was given)"),
+    Attribute(AUDIT_RESOURCE_VERSION, "string", False, "the exact version the call used, when known (Hugging Face "
+              "hub: the commit of the snapshot it read)"),
     Attribute(AWS_S3_BUCKET, "string", False, "S3 bucket"),
     Attribute(AWS_S3_KEY, "string", False, "S3 key (or prefix, for `list`)"),
     Attribute(AWS_REQUEST_ID, "string", False, "S3 request id, when the service answered"),

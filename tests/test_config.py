@@ -45,7 +45,7 @@ def test_values_are_parsed(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name, value, accepted", [
     ("OTEL_PYTHON_AUDIT_HOOKS", "open,pandsa",
-     "unknown hook 'pandsa'; accepted: 'all' or comma-separated names from open, pandas, numpy, torch, safetensors, joblib, boto3"),
+     "unknown hook 'pandsa'; accepted: 'all' or comma-separated names from open, os, pandas, pyarrow, numpy, torch, safetensors, huggingface, joblib, boto3"),
     ("OTEL_PYTHON_AUDIT_MODEL_EXTENSIONS", ".pt,model/x",
      "'.model/x' is not a file extension; accepted: comma-separated extensions such as .pt,.onnx"),
     ("OTEL_PYTHON_AUDIT_FILE", "  ", "an empty path; accepted: a file path"),

@@ -108,7 +108,7 @@ def check_records(records: list[dict], expected: list[dict]) -> None:
 def test_otlp_every_field(tmp_path, request, s3_endpoint, protocol):
     receiver = request.getfixturevalue("grpc_receiver" if protocol == "grpc" else "http_receiver")
     expected, _ = _run(tmp_path, otlp_env(receiver, protocol, **_s3_env(s3_endpoint)))
-    assert len(expected) == 14
+    assert len(expected) == 15
     # the process flushed at exit: everything is there already
     check_records(receiver.records(), expected)
 
@@ -137,7 +137,7 @@ def test_default_sink_path_is_cwd(tmp_path):
 def test_console_exporter(tmp_path):
     result = run_instrumented(SCRIPT, str(tmp_path), cwd=tmp_path, env=instrumented_env(OTEL_LOGS_EXPORTER="console"))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count('"event_name": "audit.access"') == 10
+    assert result.stdout.count('"event_name": "audit.access"') == 11
     assert f"read data {(tmp_path / 'train.csv').as_uri()} via pandas.read_csv (success)" in result.stdout
 
 
@@ -146,7 +146,7 @@ def test_disabled_instrumentation_records_nothing(tmp_path):
     env = instrumented_env(OTEL_LOGS_EXPORTER="audit_file", OTEL_PYTHON_AUDIT_FILE=str(trail),
                            OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="otel_audit")
     expected, _ = _run(tmp_path, env)
-    assert len(expected) == 10
+    assert len(expected) == 11
     # No hook ran; the script's explicit otel_audit.record_access() call is the application's own
     # audit event and is still recorded.
     assert [r["attributes"][schema.AUDIT_API] for r in records_from_jsonl(trail)] == ["sqlalchemy.execute"]
@@ -161,9 +161,10 @@ def test_bad_setting_is_reported_once_and_auditing_goes_on(tmp_path):
     messages = [line for line in result.stderr.splitlines() if line.startswith("otel-audit:")]
     assert messages == [
         "otel-audit: OTEL_PYTHON_AUDIT_HOOKS='open,pandsa' is not accepted: unknown hook 'pandsa'; accepted: "
-        "'all' or comma-separated names from open, pandas, numpy, torch, safetensors, joblib, boto3. Using the default (all)."
+        "'all' or comma-separated names from open, os, pandas, pyarrow, numpy, torch, safetensors, huggingface, joblib, "
+        "boto3. Using the default (all)."
     ]
-    assert len(records_from_jsonl(trail)) == 10
+    assert len(records_from_jsonl(trail)) == 11
 
 
 def test_collector_down_does_not_break_or_loop(tmp_path):
@@ -183,7 +184,7 @@ def test_collector_down_does_not_break_or_loop(tmp_path):
     assert result.returncode == 0, result.stderr
     records = records_from_jsonl(tmp_path / "audit.jsonl")
     audit = [r for r in records if r["event_name"] == "audit.access"]
-    assert len(audit) == 10
+    assert len(audit) == 11
     # the exporter's own complaints may be logged (that is the SDK's logging handler) but never as audit records
     assert all(r["scope"]["name"] != "otel_audit" or r["event_name"] == "audit.access" for r in records)
 

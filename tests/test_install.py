@@ -45,7 +45,7 @@ def test_the_quickstart_runs_from_a_wheel_in_a_fresh_virtualenv(tmp_path):
     assert "no holdout set" in job.stdout and otel_audit_lines(job.stderr) == [], job.stderr
     records = records_from_jsonl(work / "otel-audit.jsonl")
     assert [r["attributes"]["audit.api"] for r in records] == [
-        "builtins.open", "pandas.read_csv", "joblib.dump", "joblib.load", "pandas.read_csv"]
+        "pandas.DataFrame.to_csv", "pandas.read_csv", "joblib.dump", "joblib.load", "pandas.read_csv"]
 
     shown = _run(venv / "bin" / "otel-audit", "show", "otel-audit.jsonl", cwd=work, env=env)
     assert [line.split("  ")[-1].rsplit("/", 1)[-1] for line in shown.stdout.splitlines() if "file://" in line] == [

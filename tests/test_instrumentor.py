@@ -67,8 +67,10 @@ def test_safe_when_no_library_is_installed():
 
 
 def _patched_objects():
+    import _io
     import builtins
     import io
+    import posix
 
     import boto3.s3.inject
     import botocore.client
@@ -96,7 +98,33 @@ def _patched_objects():
         "inject.download_file": boto3.s3.inject.download_file,
         "inject.download_fileobj": boto3.s3.inject.download_fileobj,
         "BoundedExecutor.submit": vars(s3transfer.futures.BoundedExecutor)["submit"],
+        "posix.listdir": posix.listdir, "_io.FileIO": _io.FileIO,
+        **_from_tables(),
     }
+
+
+def _from_tables():
+    """Every name the table-driven hooks patch (os, pyarrow, the pandas writers), where it is defined."""
+    import importlib
+    import pathlib
+
+    import pandas
+
+    from otel_audit.hooks import os_hook, pandas_hook, pyarrow_hook
+
+    found = {}
+    for table in (os_hook.FUNCTIONS, pyarrow_hook.MODULES):
+        for module_name, names in table.items():
+            module = importlib.import_module(module_name)
+            found.update({f"{module_name}.{name}": getattr(module, name) for name in names if hasattr(module, name)})
+    found.update({f"Path.{name}": vars(pathlib.Path)[name] for name in os_hook.PATH_METHODS})
+    for method in pandas_hook.WRITERS:
+        for frame_type in (pandas.DataFrame, pandas.Series):
+            owner = next((cls for cls in frame_type.__mro__ if method in vars(cls)), None)
+            if owner is not None:  # Series has no to_parquet
+                found[f"{owner.__name__}.{method}"] = vars(owner)[method]
+    assert len(found) >= 78, len(found)  # a table that lost its entries would pass unseen
+    return found
 
 
 def test_uninstrument_restores_every_original_object():

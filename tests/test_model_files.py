@@ -3,14 +3,12 @@
 safetensors reads and writes in Rust: without its hook nothing at all is recorded.  numpy opens
 through Python: without its hook the record says only ``builtins.open``.  The job
 (``scripts/model_files_job.py``) runs once plainly and once under the real ``opentelemetry-instrument``:
-same output, and exactly the records its comments name, field by field.
+same output, and exactly the records its comments name, field by field (``tests/jobs.py``).
 """
 
 from __future__ import annotations
 
 import pickle
-import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,107 +19,20 @@ import safetensors.numpy
 import safetensors.torch
 import torch
 
-from conftest import REPO, instrumented_env, otel_audit_lines, records_from_jsonl, run_instrumented
+from conftest import REPO
+from jobs import check_fail_closed, check_records
 from otel_audit import schema
 
 JOB = REPO / "tests" / "scripts" / "model_files_job.py"
-EXPECTATION = re.compile(r"#\s+(\S+) (read|write) (data|model) (\S+)$")
-
-
-def _expected() -> list[tuple[int, str, str, str, str]]:
-    """(line, api, action, type, file name) for each line of the job whose comment names a record."""
-    found = []
-    for number, line in enumerate(JOB.read_text().splitlines(), start=1):
-        match = EXPECTATION.search(line)
-        if match:
-            found.append((number, *match.groups()))
-    return found
-
-
-def _run_plainly(directory: Path) -> subprocess.CompletedProcess:
-    """The job without otel-audit, making its files in ``directory``."""
-    directory.mkdir()
-    result = subprocess.run([sys.executable, str(JOB), str(directory)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 def test_every_call_is_one_record_naming_the_call(tmp_path):
-    plain, audited_dir = _run_plainly(tmp_path / "plain"), tmp_path / "audited"
-    audited_dir.mkdir()
-    trail = tmp_path / "trail.jsonl"
-    env = instrumented_env(OTEL_LOGS_EXPORTER="audit_file", OTEL_PYTHON_AUDIT_FILE=str(trail))
-    audited = run_instrumented(JOB, str(audited_dir), cwd=tmp_path, env=env)
-    assert audited.returncode == 0, audited.stderr
-    assert audited.stdout == plain.stdout  # the libraries return exactly what they return without us
-    assert otel_audit_lines(audited.stderr) == []
-
-    records = [r for r in records_from_jsonl(trail) if r["event_name"] == schema.EVENT_NAME]
-    expected = _expected()
-    assert len(expected) == 16
-    assert len(records) == len(expected), [r["attributes"][schema.AUDIT_API] for r in records]
-    for record, (line, api, action, kind, name) in zip(records, expected):
-        attrs = record["attributes"]
-        path = (audited_dir / name).resolve()
-        assert (attrs[schema.AUDIT_API], attrs[schema.AUDIT_ACTION], attrs[schema.AUDIT_RESOURCE_TYPE]) == (api, action, kind)
-        assert attrs[schema.AUDIT_RESOURCE_URI] == path.as_uri()
-        assert attrs[schema.FILE_PATH] == str(path)
-        assert attrs[schema.AUDIT_OUTCOME] == "success"
-        assert (attrs[schema.CODE_FILE_PATH], attrs[schema.CODE_LINE_NUMBER]) == (str(JOB), line), api
-        if action == "read":
-            assert attrs[schema.FILE_SIZE] == path.stat().st_size
-    assert [r["attributes"][schema.AUDIT_SEQ] for r in records] == list(range(1, len(records) + 1))
-
-
-FAIL_CLOSED = """
-import sys
-from pathlib import Path
-import numpy as np, torch, safetensors.numpy, safetensors.torch
-from safetensors import safe_open
-src, out = Path(sys.argv[1]), Path(sys.argv[2])
-calls = {
-    "safetensors.torch.save_file": lambda: safetensors.torch.save_file({"w": torch.zeros(1)}, out / "w.safetensors"),
-    "safetensors.torch.load_file": lambda: safetensors.torch.load_file(src / "w.safetensors"),
-    "safetensors.safe_open": lambda: safe_open(src / "w.safetensors", framework="pt"),
-    "safetensors.torch.save_model": lambda: safetensors.torch.save_model(torch.nn.Linear(2, 2), out / "linear.safetensors"),
-    "safetensors.torch.load_model": lambda: safetensors.torch.load_model(torch.nn.Linear(2, 2), src / "linear.safetensors"),
-    "safetensors.numpy.save_file": lambda: safetensors.numpy.save_file({"a": np.zeros(1)}, out / "n.safetensors"),
-    "safetensors.numpy.load_file": lambda: safetensors.numpy.load_file(src / "n.safetensors"),
-    "numpy.save": lambda: np.save(out / "arr", np.zeros(1)),
-    "numpy.load": lambda: np.load(src / "arr.npy"),
-    "numpy.savez": lambda: np.savez(out / "z", a=np.zeros(1)),
-    "numpy.savez_compressed": lambda: np.savez_compressed(out / "c.npz", a=np.zeros(1)),
-    "numpy.savetxt": lambda: np.savetxt(out / "t.txt", np.zeros(1)),
-    "numpy.loadtxt": lambda: np.loadtxt(src / "t.txt"),
-    "numpy.genfromtxt": lambda: np.genfromtxt(src / "t.txt"),
-    "numpy.fromfile": lambda: np.fromfile(src / "raw.bin"),
-}
-for api, call in calls.items():
-    try:
-        call()
-        print(api, "PROCEEDED")
-    except PermissionError as exc:
-        print(api, "refused" if "could not be audited" in str(exc) else f"other: {exc}")
-print("written:", sorted(p.name for p in out.iterdir()))
-"""
+    check_records(JOB, tmp_path, count=16)
 
 
 def test_fail_closed_refuses_each_call_before_it_touches_the_file(tmp_path):
-    src, out = tmp_path / "src", tmp_path / "out"
-    _run_plainly(src)
-    out.mkdir()
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("a file where the spool directory should be")  # the spool cannot be made, even by root
-    script = tmp_path / "closed.py"
-    script.write_text(FAIL_CLOSED)
-    env = instrumented_env(OTEL_LOGS_EXPORTER="none", OTEL_PYTHON_AUDIT_ON_FAILURE="closed",
-                           OTEL_PYTHON_AUDIT_SPOOL_DIR=str(blocker / "spool"))
-    result = run_instrumented(script, str(src), str(out), cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == 16
-    assert [line.rsplit(" ", 1)[1] for line in lines[:-1]] == ["refused"] * 15, lines
-    assert lines[-1] == "written: []"
+    # every call refused but the one on bytes in memory (no file)
+    check_fail_closed(JOB, tmp_path, outcomes=["refused"] * 7 + ["PROCEEDED"] + ["refused"] * 9)
 
 
 @pytest.fixture

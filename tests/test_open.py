@@ -125,10 +125,10 @@ def test_permission_error_is_denied_via_directory(audited, tmp_path):
 
 
 def test_fd_and_excluded_paths_not_recorded(audited, tmp_path):
-    fd = os.open(tmp_path / "raw", os.O_RDWR | os.O_CREAT)
-    with open(fd, "w", closefd=True) as handle:
+    fd = os.open(tmp_path / "raw", os.O_RDWR | os.O_CREAT)  # the os hook's record: os.open write
+    with open(fd, "w", closefd=True) as handle:  # an fd names no file: no record
         handle.write("ok")
-    assert (tmp_path / "raw").read_text() == "ok"  # one record: this read
+    assert (tmp_path / "raw").read_text() == "ok"  # builtins.open read
     with open(os.__file__) as handle:  # stdlib
         handle.read(10)
     with open("/proc/self/status") as handle:
@@ -136,7 +136,8 @@ def test_fd_and_excluded_paths_not_recorded(audited, tmp_path):
     with open("/dev/null", "w") as handle:
         handle.write("x")
     records = audited.all_records()
-    assert [r["attributes"][schema.AUDIT_RESOURCE_URI] for r in records] == [f"file://{tmp_path}/raw"]
+    assert [(r["attributes"][schema.AUDIT_API], r["attributes"][schema.AUDIT_ACTION], r["attributes"][schema.AUDIT_RESOURCE_URI])
+            for r in records] == [("os.open", "write", f"file://{tmp_path}/raw"), ("builtins.open", "read", f"file://{tmp_path}/raw")]
 
 
 def test_relative_bytes_and_pathlike_targets(audited, tmp_path):

@@ -93,7 +93,11 @@ def test_directories_0700_and_files_0600_whatever_the_umask(tmp_path, umask):
     assert {p: _mode(p) for p in created_dirs} == {p: 0o700 for p in created_dirs}
     assert {p: modes[p] for p in files} == {p: 0o600 for p in files}
     assert _mode(trail) == 0o600
-    assert len(records_from_jsonl(trail)) == 1
+    records = [r["attributes"] for r in records_from_jsonl(trail)]
+    # the one open, and the job's own os.walk of the spool and trail directories (listing them is an access)
+    assert [a[schema.AUDIT_API] for a in records if a[schema.AUDIT_API] != "os.walk"] == ["builtins.open"]
+    assert {a[schema.AUDIT_RESOURCE_URI] for a in records if a[schema.AUDIT_API] == "os.walk"} <= {
+        spool.as_uri(), (tmp_path / "trails").as_uri()}
 
 
 def test_delivered_segments_are_removed_when_the_process_ends(tmp_path):

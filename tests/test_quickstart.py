@@ -29,7 +29,7 @@ def test_quickstart_then_show(tmp_path):
     cells = [[row[a:b].rstrip() for a, b in zip([0, *starts], [*starts, None])] for row in rows]
     user = cells[0][1]
     assert [row[1:] for row in cells] == [
-        [user, "write", "data", "success", "builtins.open", f"{script}:17", f"{data}/customers.csv"],
+        [user, "write", "data", "success", "pandas.DataFrame.to_csv", f"{script}:17", f"{data}/customers.csv"],
         [user, "read", "data", "success", "pandas.read_csv", f"{script}:20", f"{data}/customers.csv"],
         [user, "write", "model", "success", "joblib.dump", f"{script}:22", f"{data}/churn.joblib"],
         [user, "read", "model", "success", "joblib.load", f"{script}:25", f"{data}/churn.joblib"],

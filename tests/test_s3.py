@@ -293,6 +293,80 @@ def test_head_object_and_other_services_are_not_recorded(audited, s3, moto_serve
     assert audited.all_records() == []
 
 
+def test_delete_objects_is_one_record_per_key_each_with_its_own_outcome(audited, s3, moto_server):
+    for key in ("d/1.csv", "d/2.csv"):
+        s3.put(key, b"x")
+    audited.clear()
+    keys = ["d/1.csv", "d/2.csv", "d/never-existed.csv"]
+    response = s3.client.delete_objects(Bucket=s3.bucket, Delete={"Objects": [{"Key": k} for k in keys]})
+    line = _line() - 1
+    assert sorted(d["Key"] for d in response["Deleted"]) == sorted(keys)  # S3 deletes what is not there, too
+    records = audited.all_records()
+    assert len(records) == 3, [r["body"] for r in records]
+    for record, key in zip(records, keys):
+        a = record["attributes"]
+        _check_s3(a, s3, key, api="s3.DeleteObjects", action="delete", line=line,
+                  function="test_delete_objects_is_one_record_per_key_each_with_its_own_outcome")
+        assert a[schema.AUDIT_OUTCOME] == "success" and a[schema.AWS_REQUEST_ID] == response["ResponseMetadata"]["RequestId"]
+    assert s3.operations() == ["DeleteObjects"]
+
+
+def test_a_key_delete_objects_could_not_delete_is_a_failure_record(audited, s3):
+    from otel_audit.hooks.boto3_hook import _after_api_call
+
+    # moto deletes every key it is asked to, so the Errors entry S3 returns for one key is given here
+    attributes = {schema.AUDIT_API: "s3.DeleteObjects", schema.AWS_S3_KEY: "locked.csv"}
+    answer = {"ResponseMetadata": {"RequestId": "r1"}, "Deleted": [{"Key": "ok.csv"}],
+              "Errors": [{"Key": "locked.csv", "Code": "AccessDenied", "Message": "Access Denied"}]}
+    assert _after_api_call(attributes, answer) == ("denied", "AccessDenied")
+    assert _after_api_call({schema.AUDIT_API: "s3.DeleteObjects", schema.AWS_S3_KEY: "ok.csv"}, answer) is None
+
+
+def test_copy_object_records_the_source_read_and_the_destination_write(audited, s3):
+    s3.put("src/a.csv", b"copied")
+    audited.clear()
+    s3.client.copy_object(Bucket=s3.bucket, Key="dst/a.csv", CopySource={"Bucket": s3.bucket, "Key": "src/a.csv"})
+    first = _line() - 1
+    s3.client.copy_object(Bucket=s3.bucket, Key="dst/b.csv", CopySource=f"{s3.bucket}/src/a.csv")
+    second = _line() - 1
+    s3.client.copy(CopySource={"Bucket": s3.bucket, "Key": "src/a.csv"}, Bucket=s3.bucket, Key="dst/c.csv")
+    managed = _line() - 1
+    records = [r["attributes"] for r in audited.all_records()]
+    assert len(records) == 6, records
+    expected = [("s3.CopyObject", "read", "src/a.csv", first), ("s3.CopyObject", "write", "dst/a.csv", first),
+                ("s3.CopyObject", "read", "src/a.csv", second), ("s3.CopyObject", "write", "dst/b.csv", second),
+                ("s3.copy", "read", "src/a.csv", managed), ("s3.copy", "write", "dst/c.csv", managed)]
+    for a, (api, action, key, line) in zip(records, expected):
+        _check_s3(a, s3, key, api=api, action=action, line=line,
+                  function="test_copy_object_records_the_source_read_and_the_destination_write")
+        assert a[schema.AUDIT_OUTCOME] == "success"
+    assert [s3.get(f"dst/{n}.csv") for n in "abc"] == [b"copied"] * 3
+
+
+def test_multipart_upload_by_hand_is_one_record_when_it_completes(audited, s3):
+    s3.put("src/part.bin", b"p" * (5 * MiB))
+    audited.clear()
+    upload = s3.client.create_multipart_upload(Bucket=s3.bucket, Key="big/out.bin")
+    part1 = s3.client.upload_part(Bucket=s3.bucket, Key="big/out.bin", UploadId=upload["UploadId"], PartNumber=1,
+                                  Body=b"x" * (5 * MiB))
+    part2 = s3.client.upload_part_copy(Bucket=s3.bucket, Key="big/out.bin", UploadId=upload["UploadId"], PartNumber=2,
+                                       CopySource={"Bucket": s3.bucket, "Key": "src/part.bin"})
+    copy_line = _line() - 2
+    s3.client.complete_multipart_upload(
+        Bucket=s3.bucket, Key="big/out.bin", UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part1["ETag"]},
+                                   {"PartNumber": 2, "ETag": part2["CopyPartResult"]["ETag"]}]})
+    complete_line = _line() - 4
+    assert s3.operations() == ["CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload"]
+    records = [r["attributes"] for r in audited.all_records()]
+    assert len(records) == 2, records
+    function = "test_multipart_upload_by_hand_is_one_record_when_it_completes"
+    _check_s3(records[0], s3, "src/part.bin", api="s3.UploadPartCopy", action="read", line=copy_line, function=function)
+    _check_s3(records[1], s3, "big/out.bin", api="s3.CompleteMultipartUpload", action="write", line=complete_line,
+              function=function)
+    assert s3.get("big/out.bin") == b"x" * (5 * MiB) + b"p" * (5 * MiB)
+
+
 # -- managed transfers -----------------------------------------------------------
 
 

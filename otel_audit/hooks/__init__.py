@@ -1,14 +1,7 @@
-"""One module per access point; each knows only its library and exports ``ACCESS_POINT``.
+"""One module per access point (``<hook>_hook.py``); each knows only its library and exports ``ACCESS_POINT``.
 
-| hook     | patched                                                   | api names                |
-| -------- | --------------------------------------------------------- | ------------------------ |
-| `open`   | `builtins.open`, `io.open` (so `pathlib.Path.open` & co.)  | `builtins.open`          |
-| `pandas` | every `pandas.read_*` that takes a path or URL            | `pandas.read_csv`, ...   |
-| `numpy`  | `load`, `save`, `savez`, `savez_compressed`, `loadtxt`, `savetxt`, `genfromtxt`, `fromfile` | `numpy.load`, ... |
-| `torch`  | `torch.load`, `torch.save`                                | `torch.load`, `torch.save` |
-| `safetensors` | `safe_open`; `load_file`/`save_file` of every framework module; `safetensors.torch.load_model`/`save_model` | `safetensors.torch.load_file`, `safetensors.safe_open`, ... |
-| `joblib` | `joblib.load`, `joblib.dump`                              | `joblib.load`, `joblib.dump` |
-| `boto3`  | S3 object operations of botocore clients (and resources), `download_file`/`download_fileobj`/`upload_file`/`upload_fileobj` | `s3.GetObject`, `s3.download_file`, ... |
+The hook names are ``config.HOOK_NAMES`` (``OTEL_PYTHON_AUDIT_HOOKS``); what each patches, and the
+``audit.api`` it records, is in each module's docstring and in the README's "What is audited" table.
 """
 
 from __future__ import annotations

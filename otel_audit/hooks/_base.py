@@ -7,8 +7,9 @@ is patched when the user's code imports it, never imported by us.
 cannot be unregistered, so they stay but do nothing while uninstalled).
 
 :meth:`AccessPoint.audited` builds the one wrapper all hooks use: it asks the
-hook's ``describe`` what resource the call touches, runs the call untouched,
-and emits one record with the outcome.  While it runs, the accesses the
+hook's ``describe`` what resource the call touches (or resources: a list of
+paths, a copy's source and destination), runs the call untouched, and emits
+one record per resource with the outcome.  While it runs, the accesses the
 library makes internally are not recorded (the outermost call is the one the
 user made).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import stat
 import sys
 import threading
 import time
@@ -31,10 +33,13 @@ from otel_audit.context import in_audited_call
 from otel_audit.recorder import AuditRecorder, ErrorClassifier, classify_exception
 from otel_audit.resources import ResourcePolicy, fspath_or_none
 
-# describe(policy, instance, args, kwargs) -> attributes of the resource and action, or None (not audited)
-Describe = Callable[[ResourcePolicy, Any, tuple, dict], "dict | None"]
-# after(attributes, result): attributes known only once the call returned (file.size, request id)
-After = Callable[[dict, Any], None]
+# describe(policy, instance, args, kwargs) -> attributes of the resource and action, a list of them (one
+# record each: the call touches several resources), or None (not audited)
+Describe = Callable[[ResourcePolicy, Any, tuple, dict], "dict | list[dict] | None"]
+# after(attributes, result): attributes known only once the call returned (file.size, request id);
+# may return (outcome, error.type) when the call returned but this resource's access failed (one key
+# of an S3 DeleteObjects)
+After = Callable[[dict, Any], "tuple[str, str] | None"]
 
 _MISSING = object()
 _hooked_modules: set[tuple[str, str]] = set()
@@ -105,13 +110,15 @@ def _filed_under_library(wrapper: Callable, owner: Any) -> Callable:
 
 
 def _size_of_file_read(attributes: dict, result: Any) -> None:
-    """The default ``after``: ``file.size`` of a local file that was read."""
+    """The default ``after``: ``file.size`` of a local file that was read (a directory has none)."""
     path = attributes.get(schema.FILE_PATH)
     if path is not None and attributes.get(schema.AUDIT_ACTION) == schema.ACTION_READ:
         try:
-            attributes[schema.FILE_SIZE] = os.stat(path).st_size
+            status = os.stat(path)
         except OSError:  # gone already, or a name we could not export verbatim
-            pass
+            return
+        if stat.S_ISREG(status.st_mode):
+            attributes[schema.FILE_SIZE] = status.st_size
 
 
 class AccessPoint:
@@ -205,61 +212,119 @@ class AccessPoint:
         *,
         after: After | None = None,
         classify_error: ErrorClassifier = classify_exception,
+        user_calls_only: bool = False,
+        list_files: bool = False,
     ) -> Callable:
-        """A wrapt wrapper recording each outermost call of ``api`` as one access.
+        """A wrapt wrapper recording each outermost call of ``api`` as one access (per resource).
 
         ``api`` and ``action`` are fixed for the wrapped function, or ``None``
         when ``describe`` sets them (``open``'s mode decides read or write; one
-        botocore method serves every S3 operation).
+        botocore method serves every S3 operation).  ``user_calls_only``: record
+        only calls made by user code itself (``os.listdir`` in the user's script,
+        not the one ``tempfile`` makes on its own): for os-level calls, which
+        libraries make all the time.  ``list_files``: the local files the call
+        read or wrote inside (through any audited API) go into the record as
+        ``audit.resource.files`` instead of nowhere: ``from_pretrained`` of a
+        directory names the config and weight shards it actually opened.
         """
         point = self
         where = api or self.name
 
         def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
             recorder = point._recorder
-            if recorder is None or in_audited_call.get():
+            if recorder is None:
+                return wrapped(*args, **kwargs)
+            outer = in_audited_call.get()
+            if outer is not False:  # True, or the (maybe empty) list of an outer call's files
+                if outer is not True and not user_calls_only:  # the outer call lists the files it touched
+                    _add_touched_files(outer, describe, recorder.policy, instance, args, kwargs)
                 return wrapped(*args, **kwargs)
             try:
-                attributes = describe(recorder.policy, instance, args, kwargs)
-                if attributes is not None:
+                # No Python caller at all: the interpreter itself (printing a
+                # traceback's source lines) opens the file, not the program.
+                caller = sys._getframe().f_back
+                call_site = None
+                if user_calls_only:  # asked first: most such calls are libraries', and cheap to tell
+                    call_site = find_call_site(caller, True) if caller is not None else None
+                    described = None if call_site is None else describe(recorder.policy, instance, args, kwargs)
+                else:
+                    described = describe(recorder.policy, instance, args, kwargs)
+                accesses = [described] if isinstance(described, dict) else [a for a in described or () if a]
+                if accesses and call_site is None:
+                    call_site = find_call_site(caller) if caller is not None else None
+                    if call_site is None:
+                        accesses = []
+                for attributes in accesses:
                     if api is not None:
                         attributes[schema.AUDIT_API] = api
                     if action is not None:
                         attributes[schema.AUDIT_ACTION] = action
-                    # No Python caller at all: the interpreter itself (printing a
-                    # traceback's source lines) opens the file, not the program.
-                    caller = sys._getframe().f_back
-                    call_site = find_call_site(caller) if caller is not None else None
-                    if call_site is None:
-                        attributes = None
-                    else:
-                        attributes[schema.CODE_FILE_PATH] = call_site[0]
-                        attributes[schema.CODE_LINE_NUMBER] = call_site[1]
-                        attributes[schema.CODE_FUNCTION_NAME] = call_site[2]
+                    attributes[schema.CODE_FILE_PATH] = call_site[0]
+                    attributes[schema.CODE_LINE_NUMBER] = call_site[1]
+                    attributes[schema.CODE_FUNCTION_NAME] = call_site[2]
             except Exception as exc:
                 diagnostics.report_internal_error(where, exc)
-                attributes = None
-            if attributes is None:
+                accesses = []
+            if not accesses:
                 return wrapped(*args, **kwargs)
             recorder.admit()  # fail-closed: PermissionError before the access happens
 
             start_ns = time.time_ns()
-            token = in_audited_call.set(True)
+            touched = [] if list_files else None
+            token = in_audited_call.set(True if touched is None else touched)
             try:
                 result = wrapped(*args, **kwargs)
             except BaseException as exc:
                 in_audited_call.reset(token)
-                recorder.emit_error(attributes, start_ns=start_ns, error=exc, classify_error=classify_error)
+                for attributes in accesses:
+                    _list_touched_files(attributes, touched)
+                    recorder.emit_error(attributes, start_ns=start_ns, error=exc, classify_error=classify_error)
                 raise
             in_audited_call.reset(token)
-            try:
-                (after or _size_of_file_read)(attributes, result)
-            except Exception as exc:
-                diagnostics.report_internal_error(where, exc)
-            recorder.emit(attributes, start_ns=start_ns)
+            for attributes in accesses:
+                _list_touched_files(attributes, touched)
+                verdict = None
+                try:
+                    verdict = (after or _size_of_file_read)(attributes, result)
+                except Exception as exc:
+                    diagnostics.report_internal_error(where, exc)
+                if verdict is None:
+                    recorder.emit(attributes, start_ns=start_ns)
+                else:
+                    recorder.emit(attributes, start_ns=start_ns, outcome=verdict[0], error_type=verdict[1])
             return result
 
         return wrapper
+
+
+MAX_LISTED_FILES = 64
+
+
+def _add_touched_files(touched: list, describe: Describe, policy: ResourcePolicy, instance, args, kwargs) -> None:
+    """An access made inside a call that lists its files: its local path, once, into that list."""
+    if len(touched) > MAX_LISTED_FILES:
+        return
+    try:
+        described = describe(policy, instance, args, kwargs)
+        for attributes in [described] if isinstance(described, dict) else described or ():
+            path = attributes.get(schema.FILE_PATH) if attributes else None
+            if path is not None and path not in touched:
+                touched.append(path)
+    except Exception as exc:  # the call goes on; its record just lists fewer files
+        diagnostics.report_internal_error("listing the files of an audited call", exc)
+
+
+def _list_touched_files(attributes: dict, touched: list | None) -> None:
+    """``audit.resource.files``: the touched files, relative to the resource's directory when inside it."""
+    if touched is None:
+        return
+    base = attributes.get(schema.FILE_PATH)
+    prefix = base.rstrip(os.sep) + os.sep if base else None
+    names = [path[len(prefix):] if prefix and path.startswith(prefix) else path
+             for path in touched[:MAX_LISTED_FILES] if path != base]  # an inner call naming the same directory
+    if len(touched) > MAX_LISTED_FILES:
+        names.append(f"...[more than {MAX_LISTED_FILES} files]")
+    attributes[schema.AUDIT_RESOURCE_FILES] = tuple(names)
 
 
 class FileArgument(NamedTuple):
@@ -269,13 +334,59 @@ class FileArgument(NamedTuple):
     position: int
     name: str
     suffix: str = ""  # appended to a path that does not end with it, as the function does (numpy.save: .npy)
+    mode: "tuple[int, str, str] | None" = None  # (position, name, default) of a mode argument: "w", "a", "+" write
+
+
+WRITE_MODE_CHARS = frozenset("wax+")
+
+
+def action_of_mode(mode: Any, read: str = schema.ACTION_READ) -> str:
+    """``write`` for an ``open``-style mode that writes (``w``, ``a``, ``x``, ``+``), else ``read``."""
+    return schema.ACTION_WRITE if isinstance(mode, str) and WRITE_MODE_CHARS.intersection(mode) else read
+
+
+def on_filesystem(filesystem: Any, target: Any) -> Any:
+    """A path given with a ``filesystem=`` argument (pyarrow, pandas), as the URL it names on that filesystem."""
+    path = fspath_or_none(target)
+    if path is None or "://" in path:
+        return target
+    unstrip = getattr(filesystem, "unstrip_protocol", None)  # an fsspec filesystem
+    if callable(unstrip):
+        return unstrip(path)
+    kind = getattr(filesystem, "type_name", None)  # a pyarrow.fs filesystem: "local", "s3", "gcs", "hdfs"...
+    if not isinstance(kind, str) or kind == "local":
+        return path
+    return f"{kind.removeprefix('py::fsspec+')}://{path.lstrip('/')}"
+
+
+def describe_file_argument(policy: ResourcePolicy, where: FileArgument, args: tuple, kwargs: dict,
+                           api_type: str) -> "dict | list[dict] | None":
+    """The resource(s) a call's file argument names: a path or URL, or a list or tuple of them (one record each)."""
+    target = argument(args, kwargs, where.position, where.name)
+    targets = target if isinstance(target, (list, tuple)) else (target,)
+    filesystem = kwargs.get("filesystem")
+    accesses = []
+    for one in targets:
+        if filesystem is not None:
+            one = on_filesystem(filesystem, one)
+        if where.suffix:
+            path = fspath_or_none(one)
+            if path is not None and "://" not in path and not path.endswith(where.suffix):
+                one = path + where.suffix
+        attributes = policy.describe(one, api_type)
+        if attributes is not None:
+            if where.mode is not None:
+                attributes[schema.AUDIT_ACTION] = action_of_mode(argument(args, kwargs, *where.mode), where.action)
+            accesses.append(attributes)
+    return accesses
 
 
 def file_functions_access_point(name: str, modules: dict[str, dict[str, tuple]], api_type: str) -> AccessPoint:
     """The access point of a library whose functions take a file: ``{module: {function: FileArgument}}``.
 
-    Each function is recorded as ``<module>.<function>`` with the path or URL it was given (a buffer or
-    bytes are not a named resource: not recorded).  A function a version of the library lacks is skipped.
+    Each function (or class: calling it opens the file) is recorded as ``<module>.<function>`` with the
+    path or URL it was given, one record per path when it was given a list of them (a buffer or bytes
+    are not a named resource: not recorded).  A function a version of the library lacks is skipped.
     """
 
     def patcher(module_name: str, functions: dict[str, tuple]) -> Callable[[AccessPoint, Any], None]:
@@ -286,14 +397,11 @@ def file_functions_access_point(name: str, modules: dict[str, dict[str, tuple]],
                 where = FileArgument(*spec)
 
                 def describe(policy: ResourcePolicy, instance, args, kwargs, _where=where):
-                    target = argument(args, kwargs, _where.position, _where.name)
-                    if _where.suffix:
-                        path = fspath_or_none(target)
-                        if path is not None and "://" not in path and not path.endswith(_where.suffix):
-                            target = path + _where.suffix
-                    return policy.describe(target, api_type)
+                    return describe_file_argument(policy, _where, args, kwargs, api_type)
 
-                point.wrap(module, function, point.audited(f"{module_name}.{function}", where.action, describe))
+                # with a mode argument, describe sets the action
+                action = None if where.mode is not None else where.action
+                point.wrap(module, function, point.audited(f"{module_name}.{function}", action, describe))
 
         return patch
 

@@ -13,11 +13,8 @@ from __future__ import annotations
 import os
 
 from otel_audit import schema
-from otel_audit.hooks._base import AccessPoint, argument
+from otel_audit.hooks._base import AccessPoint, action_of_mode, argument
 from otel_audit.resources import ResourcePolicy, fspath_or_none, safe_text
-
-_WRITE_MODE_CHARS = frozenset("wax+")
-
 
 def _describe(policy: ResourcePolicy, instance, args: tuple, kwargs: dict) -> dict | None:
     file = argument(args, kwargs, 0, "file")
@@ -34,7 +31,7 @@ def _describe(policy: ResourcePolicy, instance, args: tuple, kwargs: dict) -> di
     mode = argument(args, kwargs, 1, "mode", "r")
     mode = mode if isinstance(mode, str) else str(mode)
     attributes[schema.AUDIT_MODE] = safe_text(mode)
-    attributes[schema.AUDIT_ACTION] = schema.ACTION_WRITE if _WRITE_MODE_CHARS.intersection(mode) else schema.ACTION_READ
+    attributes[schema.AUDIT_ACTION] = action_of_mode(mode)
     return attributes
 
 

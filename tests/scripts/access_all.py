@@ -33,7 +33,7 @@ def main(workdir):
     with open(data, "w") as handle: handle.write("x,y\n1,0\n2,1\n"); made("builtins.open", "write", data.as_uri(), "data", mode="w")  # noqa: E701,E702
     frame = pd.read_csv(data); made("pandas.read_csv", "read", data.as_uri(), "data", size=data.stat().st_size)  # noqa: E702
     parquet = pathlib.Path(workdir, "train.parquet")
-    frame.to_parquet(parquet)
+    frame.to_parquet(parquet); made("pandas.DataFrame.to_parquet", "write", parquet.as_uri(), "data")  # noqa: E702
     pd.read_parquet(parquet); made("pandas.read_parquet", "read", parquet.as_uri(), "data", size=parquet.stat().st_size)  # noqa: E702
     weights = pathlib.Path(workdir, "model.pt")
     torch.save({"w": torch.ones(3)}, weights); made("torch.save", "write", weights.as_uri(), "model")  # noqa: E702

@@ -1,36 +1,52 @@
-"""Each numpy and safetensors access point once, one call per line; the comment names the record expected
-(api action type file).  tests/test_model_files.py runs it under opentelemetry-instrument."""
+"""numpy and safetensors access points: each call once; the comment names its records (tests/jobs.py)."""
+import pathlib
 import sys
-from pathlib import Path
 
 import numpy as np
-import torch
-
 import safetensors.numpy
 import safetensors.torch
+import torch
 from safetensors import safe_open
 
-here = Path(sys.argv[1])
+from calls import run
+
+d = pathlib.Path(sys.argv[1])
 state = {"w": torch.arange(4, dtype=torch.float32)}
 arrays = {"a": np.arange(3, dtype=np.float64)}
-results = []
-results.append(safetensors.torch.save_file(state, here / "w.safetensors"))  # safetensors.torch.save_file write model w.safetensors
-results.append(float(safetensors.torch.load_file(str(here / "w.safetensors"))["w"].sum()))  # safetensors.torch.load_file read model w.safetensors
-with safe_open(here / "w.safetensors", framework="pt") as f:  # safetensors.safe_open read model w.safetensors
-    results.append(list(f.keys()))
-module = torch.nn.Linear(2, 2)
-results.append(safetensors.torch.save_model(module, str(here / "linear.safetensors")))  # safetensors.torch.save_model write model linear.safetensors
-results.append(safetensors.torch.load_model(module, here / "linear.safetensors"))  # safetensors.torch.load_model read model linear.safetensors
-results.append(safetensors.numpy.save_file(arrays, here / "n.safetensors"))  # safetensors.numpy.save_file write model n.safetensors
-results.append(safetensors.numpy.load_file(here / "n.safetensors")["a"].tolist())  # safetensors.numpy.load_file read model n.safetensors
-results.append(len(safetensors.torch.load(safetensors.torch.save(state))))  # bytes in memory: no record
-results.append(np.save(here / "arr", np.arange(3)))  # numpy.save write data arr.npy
-results.append(np.load(here / "arr.npy").tolist())  # numpy.load read data arr.npy
-results.append(np.savez(str(here / "z"), a=np.arange(2)))  # numpy.savez write data z.npz
-results.append(np.savez_compressed(here / "c.npz", a=np.arange(2)))  # numpy.savez_compressed write data c.npz
-results.append(np.savetxt(here / "t.txt", np.arange(3)))  # numpy.savetxt write data t.txt
-results.append(np.loadtxt(here / "t.txt").tolist())  # numpy.loadtxt read data t.txt
-results.append(np.genfromtxt(str(here / "t.txt")).tolist())  # numpy.genfromtxt read data t.txt
-np.arange(3, dtype=np.int64).tofile(here / "raw.bin")  # builtins.open write data raw.bin
-results.append(np.fromfile(here / "raw.bin", dtype=np.int64).tolist())  # numpy.fromfile read data raw.bin
-print(repr(results))
+
+
+def setup():
+    safetensors.torch.save_file(state, d / "w.safetensors")
+    safetensors.torch.save_model(torch.nn.Linear(2, 2), str(d / "linear.safetensors"))
+    safetensors.numpy.save_file(arrays, d / "n.safetensors")
+    np.save(d / "arr.npy", np.arange(3))
+    np.savetxt(d / "t.txt", np.arange(3))
+    np.arange(3, dtype=np.int64).tofile(d / "raw.bin")
+
+
+def keys_through_safe_open():
+    with safe_open(d / "w.safetensors", framework="pt") as f:  # safetensors.safe_open read model w.safetensors
+        return list(f.keys())
+
+
+CALLS = [
+    lambda: safetensors.torch.save_file(state, d / "w2.safetensors"),  # safetensors.torch.save_file write model w2.safetensors
+    lambda: float(safetensors.torch.load_file(str(d / "w.safetensors"))["w"].sum()),  # safetensors.torch.load_file read model w.safetensors
+    keys_through_safe_open,
+    lambda: safetensors.torch.save_model(torch.nn.Linear(2, 2), str(d / "linear2.safetensors")),  # safetensors.torch.save_model write model linear2.safetensors
+    lambda: safetensors.torch.load_model(torch.nn.Linear(2, 2), d / "linear.safetensors"),  # safetensors.torch.load_model read model linear.safetensors
+    lambda: safetensors.numpy.save_file(arrays, d / "n2.safetensors"),  # safetensors.numpy.save_file write model n2.safetensors
+    lambda: safetensors.numpy.load_file(d / "n.safetensors")["a"].tolist(),  # safetensors.numpy.load_file read model n.safetensors
+    lambda: len(safetensors.torch.load(safetensors.torch.save(state))),  # bytes in memory: no record
+    lambda: np.save(d / "arr2", np.arange(3)),  # numpy.save write data arr2.npy
+    lambda: np.load(d / "arr.npy").tolist(),  # numpy.load read data arr.npy
+    lambda: np.savez(str(d / "z"), a=np.arange(2)),  # numpy.savez write data z.npz
+    lambda: np.savez_compressed(d / "c.npz", a=np.arange(2)),  # numpy.savez_compressed write data c.npz
+    lambda: np.savetxt(d / "t2.txt", np.arange(3)),  # numpy.savetxt write data t2.txt
+    lambda: np.loadtxt(d / "t.txt").tolist(),  # numpy.loadtxt read data t.txt
+    lambda: np.genfromtxt(str(d / "t.txt")).tolist(),  # numpy.genfromtxt read data t.txt
+    lambda: np.arange(3, dtype=np.int64).tofile(d / "raw2.bin"),  # builtins.open write data raw2.bin
+    lambda: np.fromfile(d / "raw.bin", dtype=np.int64).tolist(),  # numpy.fromfile read data raw.bin
+]
+
+run(CALLS, setup)
