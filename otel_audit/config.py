@@ -18,7 +18,8 @@ from typing import Callable, Mapping, NamedTuple
 
 from otel_audit import diagnostics
 
-HOOK_NAMES = ("open", "os", "pandas", "pyarrow", "numpy", "torch", "safetensors", "huggingface", "joblib", "boto3")
+HOOK_NAMES = ("open", "os", "pandas", "pyarrow", "polars", "numpy", "h5py", "pillow", "sqlite3", "torch", "safetensors",
+              "huggingface", "datasets", "fsspec", "joblib", "boto3")
 
 DEFAULT_MODEL_EXTENSIONS = (
     ".pt", ".pth", ".ckpt", ".safetensors", ".onnx", ".joblib",
@@ -195,7 +196,11 @@ SETTINGS: tuple[Setting, ...] = (
             _parse_globs),
     Setting("OTEL_PYTHON_AUDIT_MODEL_EXTENSIONS", "model_extensions", ",".join(DEFAULT_MODEL_EXTENSIONS),
             "File extensions whose resources are `model` (others are `data`, unless the API loads models, "
-            "like `torch.load` and `joblib.load`).", _parse_extensions),
+            "like `torch.load` and `joblib.load`). `.bin`, `.h5` and `.msgpack` files are `model` too when a "
+            "`config.json` lies beside them (a Hugging Face model directory).", _parse_extensions),
+    Setting("OTEL_PYTHON_AUDIT_MODEL_PATHS", "model_paths", "(unset)",
+            "Comma-separated globs (as in `OTEL_PYTHON_AUDIT_INCLUDE_PATHS`) of resources that are `model` "
+            "whatever their extension, e.g. `/models/*,s3://ml-prod/weights/*`.", _parse_globs),
     Setting("OTEL_PYTHON_AUDIT_FILE", "file", "./otel-audit.jsonl",
             "Where the embedded sink (`OTEL_LOGS_EXPORTER=audit_file`) appends OTLP JSON lines.", _parse_file),
     Setting("OTEL_PYTHON_AUDIT_DELIVERY", "delivery", "durable",
@@ -241,6 +246,7 @@ class AuditConfig:
     include_paths: tuple[str, ...] = ()
     exclude_paths: tuple[str, ...] = ()
     model_extensions: tuple[str, ...] = DEFAULT_MODEL_EXTENSIONS
+    model_paths: tuple[str, ...] = ()
     file: str = "./otel-audit.jsonl"
     delivery: str = "durable"
     spool_dir: str = field(default_factory=default_spool_dir)

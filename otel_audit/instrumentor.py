@@ -88,7 +88,8 @@ class AuditInstrumentor(BaseInstrumentor):
             diagnostics.report(f"not started: {type(exc).__name__}: {exc}; no access is audited")
             return
         self._access_points = []
-        for name in config.hooks:
+        # "threads" records nothing: it folds what audited calls do on pool threads into their records
+        for name in (*config.hooks, "threads") if config.hooks else ():
             try:
                 point = load_access_point(name)
                 point.install(recorder)

@@ -27,6 +27,8 @@ MAX_TEXT = 4096
 _PACKAGE_METADATA = ".dist-info" + os.sep
 _LEGACY_PACKAGE_METADATA = ".egg-info" + os.sep
 _FILE_URI_SAFE = "/-._~!$&'()*+,;=:@"
+# weights files whose extension says nothing by itself: model when a config.json lies beside them
+_WEIGHTS_BESIDE_CONFIG = (".bin", ".h5", ".msgpack")
 
 
 def safe_text(text: str) -> str:
@@ -57,6 +59,8 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc.rpartition("@")[2]
     query = "&".join(f"{item.partition('=')[0]}=REDACTED" for item in parts.query.split("&") if item)
+    if "://" in url:  # kept even with an empty host (memory:///data/a.csv), which urlunsplit would drop
+        return printable(f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else ""))
     return printable(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
 
 
@@ -149,6 +153,7 @@ class ResourcePolicy:
         self._excluded_prefixes = default_excluded_prefixes()
         self._excluded_dirs = frozenset(prefix.rstrip(os.sep) for prefix in self._excluded_prefixes)
         self._model_extensions = tuple(config.model_extensions)
+        self._model_paths = _compile_globs(config.model_paths)
         self._said_outside_include = self._said_excluded = False
 
     # -- policy ------------------------------------------------------------
@@ -195,10 +200,20 @@ class ResourcePolicy:
         diagnostics.report(f"not audited: {diagnostics.shorten(name)}, which {why} (said once; "
                            "further resources it leaves out are not listed)")
 
-    def resource_type(self, name: str, api_type: str) -> str:
+    def resource_type(self, name: str, api_type: str, local: bool = False, uri: str | None = None) -> str:
+        """``model`` when the API loads models, the name has a model extension or matches
+        ``OTEL_PYTHON_AUDIT_MODEL_PATHS``, or it is a local weights file (``.bin``, ``.h5``,
+        ``.msgpack``) beside a ``config.json`` (a Hugging Face model directory); else ``data``."""
         if api_type == schema.TYPE_MODEL:
             return schema.TYPE_MODEL
-        return schema.TYPE_MODEL if name.lower().endswith(self._model_extensions) else schema.TYPE_DATA
+        lowered = name.lower()
+        if lowered.endswith(self._model_extensions) or (
+                self._model_paths is not None and self._model_paths.match(uri if uri is not None else name)):
+            return schema.TYPE_MODEL
+        if local and lowered.endswith(_WEIGHTS_BESIDE_CONFIG) and os.path.isfile(
+                os.path.join(os.path.dirname(name), "config.json")):
+            return schema.TYPE_MODEL
+        return schema.TYPE_DATA
 
     # -- naming ------------------------------------------------------------
     def describe(self, target: object, api_type: str = schema.TYPE_DATA) -> dict | None:
@@ -218,7 +233,7 @@ class ResourcePolicy:
             return None
         return {
             schema.AUDIT_RESOURCE_URI: file_uri(path),
-            schema.AUDIT_RESOURCE_TYPE: self.resource_type(path, api_type),
+            schema.AUDIT_RESOURCE_TYPE: self.resource_type(path, api_type, local=True),
             schema.FILE_PATH: safe_text(path),
         }
 
@@ -234,7 +249,7 @@ class ResourcePolicy:
             return None
         return {
             schema.AUDIT_RESOURCE_URI: uri,
-            schema.AUDIT_RESOURCE_TYPE: self.resource_type(urlsplit(url).path, api_type),
+            schema.AUDIT_RESOURCE_TYPE: self.resource_type(urlsplit(url).path, api_type, uri=uri),
         }
 
     def describe_s3(self, bucket: str, key: str | None, api_type: str = schema.TYPE_DATA) -> dict | None:
@@ -243,7 +258,7 @@ class ResourcePolicy:
             return None
         attributes = {
             schema.AUDIT_RESOURCE_URI: uri,
-            schema.AUDIT_RESOURCE_TYPE: self.resource_type(key or "", api_type),
+            schema.AUDIT_RESOURCE_TYPE: self.resource_type(key or "", api_type, uri=uri),
             schema.AWS_S3_BUCKET: printable(bucket),
         }
         if key is not None:

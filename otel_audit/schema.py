@@ -37,8 +37,8 @@ TYPE_MODEL = "model"
 RESOURCE_TYPES = (TYPE_DATA, TYPE_MODEL)
 
 # Attribute names.  Where OpenTelemetry semantic conventions define a name
-# (user.*, process.pid, code.*, file.*, aws.*, cloud.region, error.type,
-# enduser.id) we use it; audit.* is ours.
+# (user.*, process.pid, code.*, file.*, aws.*, cloud.region, db.collection.name,
+# error.type, enduser.id) we use it; audit.* is ours.
 AUDIT_ACTION = "audit.action"
 AUDIT_OUTCOME = "audit.outcome"
 AUDIT_API = "audit.api"
@@ -50,6 +50,7 @@ AUDIT_MODE = "audit.mode"
 AUDIT_RESOURCE_FILES = "audit.resource.files"
 AUDIT_RESOURCE_REVISION = "audit.resource.revision"
 AUDIT_RESOURCE_VERSION = "audit.resource.version"
+AUDIT_CACHE_LOCATION = "audit.cache.location"
 USER_NAME = "user.name"
 USER_ID = "user.id"
 PROCESS_PID = "process.pid"
@@ -63,6 +64,7 @@ AWS_S3_KEY = "aws.s3.key"
 AWS_REQUEST_ID = "aws.request_id"
 CLOUD_REGION = "cloud.region"
 ERROR_TYPE = "error.type"
+DB_COLLECTION_NAME = "db.collection.name"
 ENDUSER_ID = "enduser.id"
 
 
@@ -98,10 +100,14 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "commit; `main` when none was given)"),
     Attribute(AUDIT_RESOURCE_VERSION, "string", False, "the exact version the call used, when known (Hugging Face "
               "hub: the commit of the snapshot it read)"),
+    Attribute(AUDIT_CACHE_LOCATION, "string", False, "where the call cached what it read (the directory of "
+              "`datasets.load_dataset`'s cache files)"),
     Attribute(AWS_S3_BUCKET, "string", False, "S3 bucket"),
     Attribute(AWS_S3_KEY, "string", False, "S3 key (or prefix, for `list`)"),
     Attribute(AWS_REQUEST_ID, "string", False, "S3 request id, when the service answered"),
     Attribute(CLOUD_REGION, "string", False, "the client's AWS region"),
+    Attribute(DB_COLLECTION_NAME, "string", False, "the table a SQL call named (`pandas.read_sql_table`, `to_sql`); "
+              "never the query"),
     Attribute(ERROR_TYPE, "string", False, "on failure: exception class (e.g. `FileNotFoundError`) or S3 error code (e.g. `NoSuchKey`)"),
     Attribute(ENDUSER_ID, "string", False, "application end user, from `otel_audit.enduser()` or baggage `enduser.id`"),
 )

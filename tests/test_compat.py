@@ -4,7 +4,8 @@ Each test runs ``tests/compat/run_compat.py --suite <suite>``: the suite twice i
 subprocesses, plain and under ``opentelemetry-instrument`` with otel-audit
 exporting to a real audit file, and compares the failing tests (see that
 script's docstring).  They take minutes (measured on 2 cores: joblib ~6 min,
-pandas' parser tests ~2.5 min); ``-m "not compat"`` leaves them out.
+pandas' parser tests ~2.5 min, pyarrow's I/O tests ~2 min, h5py ~1 min);
+``-m "not compat"`` leaves them out.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ RUN_COMPAT = Path(__file__).resolve().parent / "compat" / "run_compat.py"
 
 
 @pytest.mark.compat
-@pytest.mark.parametrize("suite", ["joblib", "pandas-parser"])
+@pytest.mark.parametrize("suite", ["joblib", "pandas-parser", "pyarrow-io", "h5py"])
 def test_library_suite_unchanged_by_otel_audit(suite: str) -> None:
     result = subprocess.run(
         [sys.executable, str(RUN_COMPAT), "--suite", suite],

@@ -45,7 +45,7 @@ def test_values_are_parsed(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name, value, accepted", [
     ("OTEL_PYTHON_AUDIT_HOOKS", "open,pandsa",
-     "unknown hook 'pandsa'; accepted: 'all' or comma-separated names from open, os, pandas, pyarrow, numpy, torch, safetensors, huggingface, joblib, boto3"),
+     "unknown hook 'pandsa'; accepted: 'all' or comma-separated names from open, os, pandas, pyarrow, polars, numpy, h5py, pillow, sqlite3, torch, safetensors, huggingface, datasets, fsspec, joblib, boto3"),
     ("OTEL_PYTHON_AUDIT_MODEL_EXTENSIONS", ".pt,model/x",
      "'.model/x' is not a file extension; accepted: comma-separated extensions such as .pt,.onnx"),
     ("OTEL_PYTHON_AUDIT_FILE", "  ", "an empty path; accepted: a file path"),
@@ -129,6 +129,31 @@ def test_model_extensions_setting(tmp_path):
         open(tmp_path / "w.pt", "rb").close()
         types = [r["attributes"][schema.AUDIT_RESOURCE_TYPE] for r in pipeline.all_records()]
         assert types == ["model", "data"]
+
+
+def test_weights_beside_a_config_json_are_models_and_model_paths_make_any_resource_a_model(tmp_path, monkeypatch):
+    hf = tmp_path / "hf-model"
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    for name in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack"):
+        (hf / name).write_bytes(b"w")
+    (tmp_path / "lone.bin").write_bytes(b"x")  # no config.json beside it: data
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "raw.dat").write_bytes(b"w")
+    monkeypatch.chdir(tmp_path)
+    config = AuditConfig.from_env({"OTEL_PYTHON_AUDIT_MODEL_PATHS": "weights/*,s3://ml-prod/weights/*"}, strict=True)
+    assert config.model_paths == (f"{tmp_path}/weights/*", "s3://ml-prod/weights/*")  # relative: at the cwd
+    with audited_pipeline(tmp_path, config) as pipeline:
+        for name in ("hf-model/pytorch_model.bin", "hf-model/tf_model.h5", "hf-model/flax_model.msgpack",
+                     "lone.bin", "weights/raw.dat", "hf-model/config.json"):
+            open(tmp_path / name, "rb").close()
+        types = [r["attributes"][schema.AUDIT_RESOURCE_TYPE] for r in pipeline.all_records()]
+        assert types == ["model", "model", "model", "data", "model", "data"]
+    from otel_audit.resources import ResourcePolicy
+
+    policy = ResourcePolicy(config)
+    assert policy.describe("s3://ml-prod/weights/x.dat")[schema.AUDIT_RESOURCE_TYPE] == "model"
+    assert policy.describe("s3://ml-prod/data/x.dat")[schema.AUDIT_RESOURCE_TYPE] == "data"
 
 
 @pytest.mark.parametrize("name", ["OTEL_PYTHON_AUDIT_FILE", "OTEL_PYTHON_AUDIT_SPOOL_DIR",

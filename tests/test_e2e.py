@@ -161,8 +161,8 @@ def test_bad_setting_is_reported_once_and_auditing_goes_on(tmp_path):
     messages = [line for line in result.stderr.splitlines() if line.startswith("otel-audit:")]
     assert messages == [
         "otel-audit: OTEL_PYTHON_AUDIT_HOOKS='open,pandsa' is not accepted: unknown hook 'pandsa'; accepted: "
-        "'all' or comma-separated names from open, os, pandas, pyarrow, numpy, torch, safetensors, huggingface, joblib, "
-        "boto3. Using the default (all)."
+        "'all' or comma-separated names from open, os, pandas, pyarrow, polars, numpy, h5py, pillow, sqlite3, torch, "
+        "safetensors, huggingface, datasets, fsspec, joblib, boto3. Using the default (all)."
     ]
     assert len(records_from_jsonl(trail)) == 11
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import types
 from importlib.metadata import entry_points
 
 import pytest
@@ -67,7 +68,6 @@ def test_safe_when_no_library_is_installed():
 
 
 def _patched_objects():
-    import _io
     import builtins
     import io
     import posix
@@ -81,7 +81,6 @@ def _patched_objects():
     import safetensors
     import safetensors.numpy
     import safetensors.torch
-    import s3transfer.futures
     import torch
     import torch.serialization
 
@@ -97,10 +96,19 @@ def _patched_objects():
         "BaseClient._make_api_call": vars(botocore.client.BaseClient)["_make_api_call"],
         "inject.download_file": boto3.s3.inject.download_file,
         "inject.download_fileobj": boto3.s3.inject.download_fileobj,
-        "BoundedExecutor.submit": vars(s3transfer.futures.BoundedExecutor)["submit"],
-        "posix.listdir": posix.listdir, "_io.FileIO": _io.FileIO,
+        "posix.listdir": posix.listdir,
         **_from_tables(),
     }
+
+
+def _constructor(patched):
+    """What is patched for a Python class: its __init__ (or __new__), not the class; else the object itself."""
+    if isinstance(patched, type):
+        for method in ("__init__", "__new__"):
+            defined = vars(patched).get(method)
+            if isinstance(getattr(defined, "__func__", defined), types.FunctionType) or type(defined).__name__ == "AuditedFunction":
+                return defined
+    return patched
 
 
 def _from_tables():
@@ -110,20 +118,30 @@ def _from_tables():
 
     import pandas
 
-    from otel_audit.hooks import os_hook, pandas_hook, pyarrow_hook
+    from otel_audit.hooks import h5py_hook, os_hook, pandas_hook, pillow_hook, polars_hook, pyarrow_hook
 
     found = {}
-    for table in (os_hook.FUNCTIONS, pyarrow_hook.MODULES):
-        for module_name, names in table.items():
-            module = importlib.import_module(module_name)
-            found.update({f"{module_name}.{name}": getattr(module, name) for name in names if hasattr(module, name)})
+    for table in (os_hook.FUNCTIONS, pyarrow_hook.MODULES, polars_hook.MODULES, h5py_hook.MODULES, pillow_hook.MODULES):
+        for key, names in table.items():
+            module_name, _, class_name = key.partition(":")
+            owner = importlib.import_module(module_name)
+            owner = vars(getattr(owner, class_name)) if class_name else vars(owner)
+            found.update({f"{key}.{name}": _constructor(owner[name]) for name in names if name in owner})
     found.update({f"Path.{name}": vars(pathlib.Path)[name] for name in os_hook.PATH_METHODS})
     for method in pandas_hook.WRITERS:
         for frame_type in (pandas.DataFrame, pandas.Series):
             owner = next((cls for cls in frame_type.__mro__ if method in vars(cls)), None)
             if owner is not None:  # Series has no to_parquet
                 found[f"{owner.__name__}.{method}"] = vars(owner)[method]
-    assert len(found) >= 78, len(found)  # a table that lost its entries would pass unseen
+    import sqlite3
+
+    import fsspec.spec
+    found["sqlite3.connect"] = sqlite3.connect
+    found["fsspec _Cached.__call__"] = vars(fsspec.spec._Cached)["__call__"]
+    import concurrent.futures.thread
+    found["ThreadPoolExecutor.submit"] = vars(concurrent.futures.thread.ThreadPoolExecutor)["submit"]
+    found["pandas.read_sql"] = pandas.read_sql
+    assert len(found) >= 117, len(found)  # a table that lost its entries would pass unseen
     return found
 
 

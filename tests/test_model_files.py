@@ -27,12 +27,12 @@ JOB = REPO / "tests" / "scripts" / "model_files_job.py"
 
 
 def test_every_call_is_one_record_naming_the_call(tmp_path):
-    check_records(JOB, tmp_path, count=16)
+    check_records(JOB, tmp_path, count=18)
 
 
 def test_fail_closed_refuses_each_call_before_it_touches_the_file(tmp_path):
     # every call refused but the one on bytes in memory (no file)
-    check_fail_closed(JOB, tmp_path, outcomes=["refused"] * 7 + ["PROCEEDED"] + ["refused"] * 9)
+    check_fail_closed(JOB, tmp_path, outcomes=["refused"] * 7 + ["PROCEEDED"] + ["refused"] * 11)
 
 
 @pytest.fixture

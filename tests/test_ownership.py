@@ -68,7 +68,10 @@ MODES_WHILE_RUNNING = """
         for where, dirs, files in os.walk(top):
             for name in [""] + dirs + files:
                 path = os.path.join(where, name)
-                modes[path] = os.lstat(path).st_mode & 0o7777
+                try:
+                    modes[path] = os.lstat(path).st_mode & 0o7777
+                except FileNotFoundError:  # an ack's temporary file, renamed into place meanwhile
+                    pass
     print(json.dumps(modes))
 """
 

@@ -27,7 +27,6 @@ import boto3
 import boto3.s3.inject
 import botocore.client
 import pytest
-import s3transfer.futures
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
@@ -399,17 +398,18 @@ def test_multipart_download_file_is_one_record(audited, s3, tmp_path):
 
 
 def test_without_context_propagation_ranged_gets_are_separate(audited, s3, tmp_path):
-    """The counterfactual: with s3transfer's executor unpatched, its worker threads do not know they
-    serve download_file, so each ranged GET, and the temporary file, is recorded on its own."""
+    """The counterfactual: with the thread pool's submit unpatched (the threads hook), s3transfer's worker
+    threads do not know they serve download_file, so each ranged GET, and the temporary file, is recorded
+    on its own."""
     data = os.urandom(15 * MiB)
     s3.put("big.bin", data)
     audited.clear()
-    patched_submit = vars(s3transfer.futures.BoundedExecutor)["submit"]
+    patched_submit = vars(concurrent.futures.ThreadPoolExecutor)["submit"]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(s3transfer.futures.BoundedExecutor, "submit", patched_submit.__wrapped__)
+        patch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", patched_submit.__wrapped__)
         s3.client.download_file(s3.bucket, "big.bin", str(tmp_path / "big.bin"), Config=MULTIPART)
         line = _line() - 1
-    assert vars(s3transfer.futures.BoundedExecutor)["submit"] is patched_submit
+    assert vars(concurrent.futures.ThreadPoolExecutor)["submit"] is patched_submit
 
     assert s3.operations() == ["HeadObject"] + ["GetObject"] * 3
     by_api: dict[str, list[dict]] = {}
@@ -685,7 +685,7 @@ def test_classify_s3_error(code, outcome):
 
 
 def test_uninstrument_restores_exact_objects(aws_session, moto_server):
-    patched = [(botocore.client.BaseClient, "_make_api_call"), (s3transfer.futures.BoundedExecutor, "submit")]
+    patched = [(botocore.client.BaseClient, "_make_api_call"), (concurrent.futures.ThreadPoolExecutor, "submit")]
     patched += [(boto3.s3.inject, name) for name in TRANSFERS]
     originals = [vars(owner)[name] for owner, name in patched]
     # The libraries' own functions, also after the other tests' `audited` teardowns

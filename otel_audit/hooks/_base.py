@@ -109,7 +109,7 @@ def _filed_under_library(wrapper: Callable, owner: Any) -> Callable:
     return filed
 
 
-def _size_of_file_read(attributes: dict, result: Any) -> None:
+def record_file_size(attributes: dict, result: Any) -> None:
     """The default ``after``: ``file.size`` of a local file that was read (a directory has none)."""
     path = attributes.get(schema.FILE_PATH)
     if path is not None and attributes.get(schema.AUDIT_ACTION) == schema.ACTION_READ:
@@ -194,7 +194,10 @@ class AccessPoint:
         places = [(owner, attribute, vars(owner).get(attribute, _MISSING))]
         wrapper = _filed_under_library(wrapper, owner)
         function = wrapt.wrap_object(owner, attribute, AuditedFunction, (wrapper, owner, attribute))
-        if isinstance(owner, ModuleType):
+        if isinstance(owner, ModuleType) and not isinstance(function.__wrapped__, type):
+            # (a class, a C type whose constructor cannot be patched, is replaced under its public
+            # name only: its home module's own code keeps the real class for isinstance and ABC
+            # registration, as _pyio does with _io.FileIO)
             original = function.__wrapped__
             home = sys.modules.get(getattr(original, "__module__", None) or "")
             name = getattr(original, "__qualname__", "")
@@ -285,7 +288,7 @@ class AccessPoint:
                 _list_touched_files(attributes, touched)
                 verdict = None
                 try:
-                    verdict = (after or _size_of_file_read)(attributes, result)
+                    verdict = (after or record_file_size)(attributes, result)
                 except Exception as exc:
                     diagnostics.report_internal_error(where, exc)
                 if verdict is None:
@@ -340,9 +343,19 @@ class FileArgument(NamedTuple):
 WRITE_MODE_CHARS = frozenset("wax+")
 
 
+# numpy.memmap's long mode names, and its copy-on-write "c" (changes stay in memory)
+_NAMED_MODES = {"readonly": schema.ACTION_READ, "copyonwrite": schema.ACTION_READ, "c": schema.ACTION_READ,
+                "readwrite": schema.ACTION_WRITE, "write": schema.ACTION_WRITE}
+
+
 def action_of_mode(mode: Any, read: str = schema.ACTION_READ) -> str:
     """``write`` for an ``open``-style mode that writes (``w``, ``a``, ``x``, ``+``), else ``read``."""
-    return schema.ACTION_WRITE if isinstance(mode, str) and WRITE_MODE_CHARS.intersection(mode) else read
+    if not isinstance(mode, str):
+        return read
+    named = _NAMED_MODES.get(mode)
+    if named is not None:
+        return named
+    return schema.ACTION_WRITE if WRITE_MODE_CHARS.intersection(mode) else read
 
 
 def on_filesystem(filesystem: Any, target: Any) -> Any:
@@ -381,28 +394,73 @@ def describe_file_argument(policy: ResourcePolicy, where: FileArgument, args: tu
     return accesses
 
 
+def _wrap_constructor(point: AccessPoint, cls: type, api: str, action: str | None, describe: Describe,
+                      describe_new: Describe) -> bool:
+    """A class is patched in its own ``__init__`` (or ``__new__``), so that it stays itself: its instances
+    pickle, ``type(x) is cls`` holds, and subclasses (the user's too) are recorded when made.  False for
+    class whose constructor is not Python code (a C, Cython or Rust type): then its name is wrapped
+    instead (such objects do not pickle anyway)."""
+    method = "__init__" if "__init__" in vars(cls) else "__new__" if "__new__" in vars(cls) else None
+    defined = vars(cls).get(method)
+    if isinstance(defined, staticmethod):
+        defined = defined.__func__
+    if not isinstance(defined, FunctionType):  # a C type's slot (Rust, Cython): only the name can be wrapped
+        return False
+    try:
+        point.wrap(cls, method, point.audited(api, action, describe if method == "__init__" else describe_new))
+    except TypeError:  # cannot set attributes of an immutable (C) type
+        return False
+    return True
+
+
 def file_functions_access_point(name: str, modules: dict[str, dict[str, tuple]], api_type: str) -> AccessPoint:
     """The access point of a library whose functions take a file: ``{module: {function: FileArgument}}``.
 
     Each function (or class: calling it opens the file) is recorded as ``<module>.<function>`` with the
     path or URL it was given, one record per path when it was given a list of them (a buffer or bytes
-    are not a named resource: not recorded).  A function a version of the library lacks is skipped.
+    are not a named resource: not recorded).  A key ``"module:Class"`` names methods of that class
+    (positions count after ``self``), recorded as ``<module>.<Class>.<method>``.  A function a version of
+    the library lacks is skipped.
     """
 
-    def patcher(module_name: str, functions: dict[str, tuple]) -> Callable[[AccessPoint, Any], None]:
+    def patcher(key: str, functions: dict[str, tuple]) -> Callable[[AccessPoint, Any], None]:
+        module_name, _, class_name = key.partition(":")
+        prefix = f"{module_name}.{class_name}" if class_name else module_name
+
         def patch(point: AccessPoint, module: Any) -> None:
+            owner = getattr(module, class_name, None) if class_name else module
+            if owner is None:
+                return
             for function, spec in functions.items():
-                if not hasattr(module, function):
+                if function not in vars(owner) and (class_name or not hasattr(owner, function)):
                     continue
                 where = FileArgument(*spec)
 
                 def describe(policy: ResourcePolicy, instance, args, kwargs, _where=where):
                     return describe_file_argument(policy, _where, args, kwargs, api_type)
 
+                def describe_new(policy: ResourcePolicy, instance, args, kwargs, _where=where):
+                    return describe_file_argument(policy, _where, args[1:], kwargs, api_type)  # after cls
+
                 # with a mode argument, describe sets the action
                 action = None if where.mode is not None else where.action
-                point.wrap(module, function, point.audited(f"{module_name}.{function}", action, describe))
+                api = f"{prefix}.{function}"
+                target = getattr(owner, function)
+                if isinstance(target, type) and _wrap_constructor(point, target, api, action, describe, describe_new):
+                    continue
+                point.wrap(owner, function, point.audited(api, action, describe))
 
         return patch
 
-    return AccessPoint(name, {module_name: patcher(module_name, functions) for module_name, functions in modules.items()})
+    patchers: dict[str, list] = {}
+    for key, functions in modules.items():
+        patchers.setdefault(key.partition(":")[0], []).append(patcher(key, functions))
+
+    def patch_all(patches: list) -> Callable[[AccessPoint, Any], None]:
+        def patch(point: AccessPoint, module: Any) -> None:
+            for one in patches:
+                one(point, module)
+
+        return patch
+
+    return AccessPoint(name, {module_name: patch_all(patches) for module_name, patches in patchers.items()})

@@ -15,7 +15,8 @@
   source read and its destination written): the
   ranged GETs s3transfer makes on its worker threads belong to the user's
   call.  To know that, the worker tasks run in a copy of the submitting
-  thread's context (``s3transfer.futures.BoundedExecutor.submit``).
+  thread's context (s3transfer's pool is a ``ThreadPoolExecutor``: see the
+  ``threads`` hook).
 * An S3 error is recorded with its code as ``error.type`` (``NoSuchKey``,
   ``AccessDenied``...); access-refused codes make the outcome ``denied``.
 
@@ -27,14 +28,10 @@ instrumented keep pass-through wrappers after ``uninstrument()``.
 
 from __future__ import annotations
 
-import contextvars
 from typing import NamedTuple
 from urllib.parse import unquote
 
-import wrapt
-
 from otel_audit import schema
-from otel_audit.context import in_audited_call
 from otel_audit.hooks._base import AccessPoint, argument
 from otel_audit.recorder import classify_exception
 from otel_audit.resources import ResourcePolicy, printable
@@ -188,27 +185,6 @@ def _transfer_describer(transfer: Transfer):
     return describe
 
 
-class _TaskInContext(wrapt.CallableObjectProxy):
-    """An s3transfer task that runs in the context it was submitted from."""
-
-    def __init__(self, task, context: contextvars.Context):
-        super().__init__(task)
-        self._self_context = context
-
-    def __call__(self, *args, **kwargs):
-        return self._self_context.run(self.__wrapped__, *args, **kwargs)
-
-
-def _submit_in_callers_context(wrapped, instance, args, kwargs):
-    if in_audited_call.get():  # only transfers we audit need it; leave all others untouched
-        # A fresh copy per task: one Context cannot be entered by two threads at once.
-        if args:
-            args = (_TaskInContext(args[0], contextvars.copy_context()), *args[1:])
-        elif "task" in kwargs:
-            kwargs["task"] = _TaskInContext(kwargs["task"], contextvars.copy_context())
-    return wrapped(*args, **kwargs)
-
-
 def _patch_botocore_client(point: AccessPoint, module) -> None:
     point.wrap(
         module.BaseClient,
@@ -226,15 +202,10 @@ def _patch_boto3_inject(point: AccessPoint, module) -> None:
         )
 
 
-def _patch_s3transfer_futures(point: AccessPoint, module) -> None:
-    point.wrap(module.BoundedExecutor, "submit", _submit_in_callers_context)
-
-
 ACCESS_POINT = AccessPoint(
     "boto3",
     {
         "botocore.client": _patch_botocore_client,
         "boto3.s3.inject": _patch_boto3_inject,
-        "s3transfer.futures": _patch_s3transfer_futures,
     },
 )

@@ -60,7 +60,7 @@ DOWNLOADS: dict[str, tuple[str, bool]] = {
 }
 
 
-def _hub(policy: ResourcePolicy, repo_id: Any, repo_type: Any, revision: Any, filename: Any, api_type: str) -> dict | None:
+def hub_attributes(policy: ResourcePolicy, repo_id: Any, repo_type: Any, revision: Any, filename: Any, api_type: str) -> dict | None:
     if not isinstance(repo_id, str) or not repo_id:
         return None
     name = f"hf://{_REPO_PREFIX.get(repo_type, f'{repo_type}s/')}{repo_id}"
@@ -90,7 +90,7 @@ def _pretrained_describer(api_type: str, method: str):
             if os.path.exists(path) or "://" in path:
                 attributes = policy.describe(path, api_type)
             else:  # a hub id: the cache, or a download
-                attributes = _hub(policy, path, kwargs.get("repo_type"), kwargs.get("revision"), None, api_type)
+                attributes = hub_attributes(policy, path, kwargs.get("repo_type"), kwargs.get("revision"), None, api_type)
             action = schema.ACTION_READ
         if attributes is not None:
             attributes[schema.AUDIT_API] = f"transformers.{_class_name(instance)}.{method}"
@@ -126,7 +126,7 @@ def _download_describer(one_file: bool):
         repo_type = argument(args, kwargs, 3, "repo_type") if one_file else argument(args, kwargs, 1, "repo_type")
         revision = argument(args, kwargs, 4, "revision") if one_file else argument(args, kwargs, 2, "revision")
         api_type = schema.TYPE_MODEL if not one_file and repo_type in (None, "model") else schema.TYPE_DATA
-        return _hub(policy, argument(args, kwargs, 0, "repo_id"), repo_type, revision, filename, api_type)
+        return hub_attributes(policy, argument(args, kwargs, 0, "repo_id"), repo_type, revision, filename, api_type)
 
     return describe
 

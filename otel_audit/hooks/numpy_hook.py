@@ -4,8 +4,11 @@ Without this hook the same accesses show only as ``builtins.open`` (numpy opens
 through Python); with it, the ``open`` inside is folded into the numpy call's
 record.  ``save``/``savez``/``savez_compressed`` record the file name numpy actually
 writes (``.npy``/``.npz`` appended as numpy appends it).  A file object argument is
-not recorded here (its ``open`` was).  ``ndarray.tofile`` and ``numpy.memmap`` cannot
-be patched (a method of a C type, a class) and stay recorded as ``builtins.open``.
+not recorded here (its ``open`` was).  ``numpy.memmap`` is recorded when made, its
+action from its mode (``r`` and ``c`` read; ``r+``, the default, and ``w+`` write); it stays
+usable as the class it is (``isinstance``; ``type(a) is np.memmap`` no longer holds).
+``ndarray.tofile`` is a method of a C type, cannot be patched, and stays recorded as
+``builtins.open``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ FUNCTIONS = {
     "savetxt": FileArgument(WRITE, 0, "fname"),
     "genfromtxt": FileArgument(READ, 0, "fname"),
     "fromfile": FileArgument(READ, 0, "file"),
+    # a class: making one maps the file; the action from its mode (default r+: read-write)
+    "memmap": FileArgument(READ, 0, "filename", mode=(2, "mode", "r+")),
 }
 
 ACCESS_POINT = file_functions_access_point("numpy", {"numpy": FUNCTIONS}, schema.TYPE_DATA)

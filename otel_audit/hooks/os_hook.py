@@ -15,7 +15,11 @@ file; ``pathlib.Path.unlink`` is not also ``os.unlink``.
 * list: ``os.listdir``/``scandir``/``walk``, ``Path.iterdir``, and with the pattern as
   given, made absolute: ``Path.glob``/``rglob`` (``rglob("*.csv")`` as ``<dir>/**/*.csv``),
   ``glob.glob``/``iglob``;
-* open: ``os.open`` (write when its flags write or create) and ``io.FileIO`` (by mode).
+* open: ``os.open`` (write when its flags write or create).
+
+``io.FileIO`` is a C type that cannot be patched, and replacing its name breaks the
+standard library (``_pyio`` registers it with an ABC): a program opening files with
+``io.FileIO(path)`` directly is not recorded.
 
 Generators (``os.walk``, ``Path.iterdir``, ``glob.iglob``...) are recorded when they are
 called; an error raised later while iterating is not in the record.  A path given
@@ -28,7 +32,7 @@ import os
 from typing import Any, NamedTuple
 
 from otel_audit import schema
-from otel_audit.hooks._base import AccessPoint, FileArgument, argument, describe_file_argument
+from otel_audit.hooks._base import AccessPoint, argument
 from otel_audit.resources import ResourcePolicy, fspath_or_none
 
 READ, WRITE, DELETE, LIST = schema.ACTION_READ, schema.ACTION_WRITE, schema.ACTION_DELETE, schema.ACTION_LIST
@@ -51,10 +55,6 @@ class OpenFlags(NamedTuple):
     flags_position: int = 1
 
 
-class FileMode(NamedTuple):
-    mode_position: int = 1
-
-
 class PathPattern(NamedTuple):
     prefix: str = ""  # rglob("*.csv") is glob("**/*.csv")
 
@@ -72,7 +72,6 @@ FUNCTIONS: dict[str, dict[str, tuple]] = {
         "walk": OnePath(LIST, 0, "top"),
         "open": OpenFlags(),
     },
-    "io": {"FileIO": FileMode()},
     "shutil": {
         "rmtree": OnePath(DELETE, 0, "path"),
         "move": TwoPaths(DELETE),
@@ -145,11 +144,8 @@ def _describer(spec: tuple):
             if not isinstance(pattern, str) or not isinstance(instance, os.PathLike):
                 return None
             return _with_action(policy.describe(os.path.join(os.fspath(instance), spec.prefix + pattern)), LIST)
-    else:  # FileMode
-        where = FileArgument(READ, 0, "file", mode=(spec.mode_position, "mode", "r"))
-
-        def describe(policy: ResourcePolicy, instance, args, kwargs):
-            return describe_file_argument(policy, where, args, kwargs, schema.TYPE_DATA)
+    else:
+        raise TypeError(f"not an os-level call description: {spec!r}")
     return describe
 
 

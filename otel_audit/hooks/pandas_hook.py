@@ -6,15 +6,22 @@ query values; ``s3://`` URLs also carry ``aws.s3.bucket``/``aws.s3.key``.
 What pandas opens internally (``open``, fsspec, pyarrow) belongs to the
 ``read_*``/``to_*`` call and is not recorded again.  A writer given no path
 (``df.to_csv()`` returns the text) writes no file and is not recorded.
+
+SQL (``read_sql``, ``read_sql_query``, ``read_sql_table``, ``DataFrame.to_sql``) is
+recorded with the database it reaches, without credentials (a URL, an SQLAlchemy engine
+or connection, a sqlite3 connection's file) and ``db.collection.name`` when a table is
+named; never the query.  Another DB-API connection says nothing about its database and
+is not recorded.
 """
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from otel_audit import schema
 from otel_audit.hooks._base import AccessPoint, argument
-from otel_audit.resources import ResourcePolicy
+from otel_audit.resources import ResourcePolicy, printable
 
 
 class Reader(NamedTuple):
@@ -84,6 +91,53 @@ def _writer_describer(method: str, parameter: str, series_type: type):
     return describe
 
 
+# SQL: (parameter naming the connection, parameter naming the table or None, action)
+SQL: dict[str, tuple[str, str | None, str]] = {
+    "read_sql": ("con", "sql", schema.ACTION_READ),  # the table when ``sql`` is a bare table name
+    "read_sql_query": ("con", None, schema.ACTION_READ),
+    "read_sql_table": ("con", "table_name", schema.ACTION_READ),
+    "to_sql": ("con", "name", schema.ACTION_WRITE),
+}
+_SQL_POSITIONS = {"read_sql": (1, 0), "read_sql_query": (1, 0), "read_sql_table": (1, 0), "to_sql": (1, 0)}
+_TABLE_NAME = re.compile(r"[A-Za-z_][\w$]*(\.[A-Za-z_][\w$]*)?")
+
+
+def _database(policy: ResourcePolicy, con) -> dict | None:
+    """The database a pandas SQL call reaches, without credentials: a URL, an SQLAlchemy engine or
+    connection, or a sqlite3 connection (its main database file)."""
+    if isinstance(con, str):
+        return policy.describe_url(con) if "://" in con else None
+    url = getattr(getattr(con, "engine", con), "url", None)  # SQLAlchemy Engine, Connection
+    if url is not None:
+        return policy.describe_url(str(url))
+    if type(con).__module__ == "sqlite3" and type(con).__name__ == "Connection":
+        try:  # read-only, no transaction: the files attached to the connection
+            files = {name: file for _, name, file in con.execute("PRAGMA database_list").fetchall()}
+        except Exception:  # closed, or used from another thread: the call will say so itself
+            return None
+        return policy.describe_path(files["main"]) if files.get("main") else None
+    return None  # another DB-API connection: nothing says which database it is
+
+
+def _sql_describer(function: str):
+    connection, table, action = SQL[function]
+    con_position, table_position = _SQL_POSITIONS[function]
+
+    def describe(policy: ResourcePolicy, instance, args: tuple, kwargs: dict) -> dict | None:
+        attributes = _database(policy, argument(args, kwargs, con_position, connection))
+        if attributes is None:
+            return None
+        name = argument(args, kwargs, table_position, table) if table else None
+        if isinstance(name, str) and _TABLE_NAME.fullmatch(name):  # never a query: its text holds data
+            attributes[schema.DB_COLLECTION_NAME] = printable(name)
+        attributes[schema.AUDIT_ACTION] = action
+        kind = "DataFrame." if function == "to_sql" else ""
+        attributes[schema.AUDIT_API] = f"pandas.{kind}{function}"
+        return attributes
+
+    return describe
+
+
 def _patch_pandas(point: AccessPoint, module) -> None:
     for name, reader in READERS.items():
         if hasattr(module, name):  # older pandas lack some readers
@@ -95,6 +149,11 @@ def _patch_pandas(point: AccessPoint, module) -> None:
             owner = next((cls for cls in frame_type.__mro__ if method in vars(cls)), None)
             if owner is not None:
                 point.wrap(owner, method, point.audited(None, schema.ACTION_WRITE, describe))
+    for function in SQL:
+        owner = module if function != "to_sql" else next(
+            (cls for cls in module.DataFrame.__mro__ if function in vars(cls)), None)
+        if owner is not None and hasattr(owner, function):
+            point.wrap(owner, function, point.audited(None, None, _sql_describer(function)))
 
 
 ACCESS_POINT = AccessPoint("pandas", {"pandas": _patch_pandas})

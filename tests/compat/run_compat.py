@@ -32,6 +32,14 @@ Suites:
     from pytest-localserver (without it those tests error, in both runs); the S3
     tests need s3fs (not installed: it pins an older botocore than boto3 needs)
     and the data files.  ~1 min per run.
+``pyarrow-io``
+    pyarrow's shipped tests of what the pyarrow hook patches: ``parquet/``, csv, json,
+    feather, orc, ipc, dataset, fs and io (``pyarrow/tests/conftest.py`` needs
+    hypothesis), but the seven ``test_fs.py`` tests that reach the real AWS S3 (see
+    ``_NEEDS_AWS``).  The rest of pyarrow's tests (compute, types, arrays...) reach no
+    patched function.  ~1 min per run.
+``h5py``
+    ``python -m pytest <h5py>/tests``, all of it; ~30 s per run.
 
 Each run is killed after its suite's timeout (``--timeout`` overrides); a test
 running longer than 3 minutes gets every thread's stack dumped into the log, and
@@ -47,7 +55,7 @@ not inherited.
 
 Usage::
 
-    python tests/compat/run_compat.py [--suite joblib|pandas-parser|all] [--keep] [--timeout SECONDS]
+    python tests/compat/run_compat.py [--suite joblib|pandas-parser|pyarrow-io|h5py|all] [--keep] [--timeout SECONDS]
 """
 
 from __future__ import annotations
@@ -103,12 +111,21 @@ class Suite:
             return ["--pyargs", "joblib", *deselect]
         if self.name == "pandas-parser":
             return [str(self.package_dir() / "tests" / "io" / "parser"), "--no-strict-data-files", *deselect]
+        if self.name == "pyarrow-io":
+            tests = self.package_dir() / "tests"
+            return [str(tests / name) for name in PYARROW_IO_TESTS] + deselect
+        if self.name == "h5py":
+            return [str(self.package_dir() / "tests"), *deselect]
         raise ValueError(self.name)
 
     def rerun_args(self) -> list[str]:
         """Options the suite needs when only some of its test ids are run."""
         return ["--no-strict-data-files"] if self.name == "pandas-parser" else []
 
+
+# pyarrow's tests that reach the real AWS S3: with no internet here each waits for its connection
+# timeouts (about 3 of the suite's 4 minutes, measured) and fails or passes the same in both runs
+_NEEDS_AWS = "reaches the real AWS S3 (no internet here: minutes of connection timeouts, same in both runs)"
 
 SUITES = {
     "joblib": Suite(
@@ -126,7 +143,18 @@ SUITES = {
         },
     ),
     "pandas-parser": Suite("pandas-parser", "pandas", "python -m pytest <pandas>/tests/io/parser", timeout=420),
+    "pyarrow-io": Suite("pyarrow-io", "pyarrow",
+                        "python -m pytest <pyarrow>/tests/{parquet,test_csv,test_json,test_feather,test_orc,test_ipc,"
+                        "test_dataset,test_fs,test_io}", timeout=900,
+                        deselect={f"pyarrow/tests/test_fs.py::{name}": _NEEDS_AWS for name in (
+                            "test_s3_options", "test_s3_finalize", "test_s3_finalize_region_resolver",
+                            "test_concurrent_s3fs_init", "test_resolve_s3_region", "test_s3_real_aws",
+                            "test_s3_real_aws_region_selection")}),
+    "h5py": Suite("h5py", "h5py", "python -m pytest <h5py>/tests", timeout=420),
 }
+# the parts of pyarrow's shipped tests that go through what the pyarrow hook patches
+PYARROW_IO_TESTS = ("parquet", "test_csv.py", "test_json.py", "test_feather.py", "test_orc.py", "test_ipc.py",
+                    "test_dataset.py", "test_fs.py", "test_io.py")
 
 
 # -- one pytest run ----------------------------------------------------------

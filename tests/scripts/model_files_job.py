@@ -47,6 +47,8 @@ CALLS = [
     lambda: np.genfromtxt(str(d / "t.txt")).tolist(),  # numpy.genfromtxt read data t.txt
     lambda: np.arange(3, dtype=np.int64).tofile(d / "raw2.bin"),  # builtins.open write data raw2.bin
     lambda: np.fromfile(d / "raw.bin", dtype=np.int64).tolist(),  # numpy.fromfile read data raw.bin
+    lambda: np.memmap(d / "raw.bin", dtype=np.int64, mode="r").tolist(),  # numpy.memmap read data raw.bin
+    lambda: isinstance(np.memmap(str(d / "mm.bin"), dtype=np.int64, mode="w+", shape=(2,)), np.memmap),  # numpy.memmap write data mm.bin
 ]
 
 run(CALLS, setup)
