@@ -243,32 +243,36 @@ class AccessPoint:
                     _add_touched_files(outer, describe, recorder.policy, instance, args, kwargs)
                 return wrapped(*args, **kwargs)
             try:
-                # No Python caller at all: the interpreter itself (printing a
-                # traceback's source lines) opens the file, not the program.
-                caller = sys._getframe().f_back
-                call_site = None
                 if user_calls_only:  # asked first: most such calls are libraries', and cheap to tell
+                    caller = sys._getframe().f_back
                     call_site = find_call_site(caller, True) if caller is not None else None
                     described = None if call_site is None else describe(recorder.policy, instance, args, kwargs)
                 else:
+                    call_site = None
                     described = describe(recorder.policy, instance, args, kwargs)
-                accesses = [described] if isinstance(described, dict) else [a for a in described or () if a]
-                if accesses and call_site is None:
-                    call_site = find_call_site(caller) if caller is not None else None
-                    if call_site is None:
-                        accesses = []
-                for attributes in accesses:
-                    if api is not None:
-                        attributes[schema.AUDIT_API] = api
-                    if action is not None:
-                        attributes[schema.AUDIT_ACTION] = action
-                    attributes[schema.CODE_FILE_PATH] = call_site[0]
-                    attributes[schema.CODE_LINE_NUMBER] = call_site[1]
-                    attributes[schema.CODE_FUNCTION_NAME] = call_site[2]
+                if described is None:  # the fast path: not a named resource, or excluded
+                    accesses = None
+                else:
+                    accesses = [described] if type(described) is dict else [a for a in described if a] or None
+                    if accesses is not None and call_site is None:
+                        # No Python caller at all: the interpreter itself (printing a
+                        # traceback's source lines) opens the file, not the program.
+                        caller = sys._getframe().f_back
+                        call_site = find_call_site(caller) if caller is not None else None
+                        if call_site is None:
+                            accesses = None
+                    for attributes in accesses or ():
+                        if api is not None:
+                            attributes[schema.AUDIT_API] = api
+                        if action is not None:
+                            attributes[schema.AUDIT_ACTION] = action
+                        attributes[schema.CODE_FILE_PATH] = call_site[0]
+                        attributes[schema.CODE_LINE_NUMBER] = call_site[1]
+                        attributes[schema.CODE_FUNCTION_NAME] = call_site[2]
             except Exception as exc:
                 diagnostics.report_internal_error(where, exc)
-                accesses = []
-            if not accesses:
+                accesses = None
+            if accesses is None:
                 return wrapped(*args, **kwargs)
             recorder.admit()  # fail-closed: PermissionError before the access happens
 
@@ -280,12 +284,14 @@ class AccessPoint:
             except BaseException as exc:
                 in_audited_call.reset(token)
                 for attributes in accesses:
-                    _list_touched_files(attributes, touched)
+                    if touched is not None:
+                        _list_touched_files(attributes, touched)
                     recorder.emit_error(attributes, start_ns=start_ns, error=exc, classify_error=classify_error)
                 raise
             in_audited_call.reset(token)
             for attributes in accesses:
-                _list_touched_files(attributes, touched)
+                if touched is not None:
+                    _list_touched_files(attributes, touched)
                 verdict = None
                 try:
                     verdict = (after or record_file_size)(attributes, result)
@@ -317,10 +323,8 @@ def _add_touched_files(touched: list, describe: Describe, policy: ResourcePolicy
         diagnostics.report_internal_error("listing the files of an audited call", exc)
 
 
-def _list_touched_files(attributes: dict, touched: list | None) -> None:
+def _list_touched_files(attributes: dict, touched: list) -> None:
     """``audit.resource.files``: the touched files, relative to the resource's directory when inside it."""
-    if touched is None:
-        return
     base = attributes.get(schema.FILE_PATH)
     prefix = base.rstrip(os.sep) + os.sep if base else None
     names = [path[len(prefix):] if prefix and path.startswith(prefix) else path
