@@ -114,10 +114,10 @@ HUGGINGFACE_JOB = SCRIPTS / "huggingface_job.py"
 
 
 def test_hugging_face_calls_are_one_record_each_listing_the_files_they_opened(tmp_path):
-    records = check_records(HUGGINGFACE_JOB, tmp_path, count=9)
+    records = check_records(HUGGINGFACE_JOB, tmp_path, count=12)
     by_call = {(r["attributes"][schema.AUDIT_API], r["attributes"][schema.AUDIT_RESOURCE_URI].rpartition("/")[2]): r["attributes"]
                for r in records}
-    assert len(by_call) == 9  # each call its own record
+    assert len(by_call) == 12  # each call its own record
     local = by_call[("transformers.AutoModel.from_pretrained", "model")]
     assert local[schema.AUDIT_RESOURCE_FILES] == ["config.json", "model.safetensors"]
     assert schema.AUDIT_RESOURCE_REVISION not in local and schema.AUDIT_RESOURCE_VERSION not in local
@@ -133,12 +133,14 @@ def test_hugging_face_calls_are_one_record_each_listing_the_files_they_opened(tm
     assert (download[schema.AUDIT_RESOURCE_VERSION], download[schema.AUDIT_RESOURCE_FILES]) == (COMMIT, ["config.json"])
     snapshot = by_call[("huggingface_hub.snapshot_download", "tiny")]
     assert (snapshot[schema.AUDIT_RESOURCE_REVISION], snapshot[schema.AUDIT_RESOURCE_VERSION]) == ("main", COMMIT)
+    assert by_call[("transformers.AutoImageProcessor.from_pretrained", "processor")][schema.AUDIT_RESOURCE_FILES] == [
+        "preprocessor_config.json"]
     saved = by_call[("transformers.BertModel.save_pretrained", "saved")]
     assert saved[schema.AUDIT_RESOURCE_FILES] == ["config.json", "model.safetensors"]
 
 
 def test_hugging_face_calls_are_refused_fail_closed_before_they_touch_anything(tmp_path):
-    check_fail_closed(HUGGINGFACE_JOB, tmp_path, outcomes=["refused"] * 9)
+    check_fail_closed(HUGGINGFACE_JOB, tmp_path, outcomes=["refused"] * 12)
 
 
 DATA_FILES_JOB = SCRIPTS / "data_files_job.py"

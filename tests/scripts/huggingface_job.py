@@ -15,8 +15,9 @@ os.environ.update(HF_HUB_OFFLINE="1", HF_HOME=str(d / "hf-home"), HF_HUB_CACHE=s
 import torch  # noqa: E402
 from huggingface_hub import hf_hub_download, snapshot_download  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
-from transformers import (AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel,  # noqa: E402
-                          PreTrainedTokenizerFast)
+from transformers import (AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel,  # noqa: E402
+                          AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerFast, ViTImageProcessor,
+                          Wav2Vec2FeatureExtractor)
 
 from calls import run  # noqa: E402
 
@@ -31,6 +32,8 @@ def setup():
     words = Tokenizer(models.WordLevel({"[UNK]": 0, "[PAD]": 1, "hello": 2, "world": 3}, unk_token="[UNK]"))
     words.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(d / "model")
+    ViTImageProcessor(size={"height": 8, "width": 8}).save_pretrained(d / "processor")
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000).save_pretrained(d / "extractor")
     repo = d / "hub" / "models--org--tiny"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(COMMIT)
@@ -59,6 +62,10 @@ CALLS = [
     lambda: BertModel(BertConfig(vocab_size=8, hidden_size=4, num_hidden_layers=1, num_attention_heads=1,
                                  intermediate_size=4)).save_pretrained(d / "saved"),  # transformers.BertModel.save_pretrained write model saved
     lambda: BertConfig(hidden_size=4).save_pretrained(d / "saved-config"),  # transformers.BertConfig.save_pretrained write data saved-config
+    lambda: type(AutoImageProcessor.from_pretrained(d / "processor", backend="pil")).__name__,  # transformers.AutoImageProcessor.from_pretrained read data processor
+    lambda: AutoFeatureExtractor.from_pretrained(str(d / "extractor")).sampling_rate,  # transformers.AutoFeatureExtractor.from_pretrained read data extractor
+    # ViTImageProcessor() makes a ViTImageProcessorPil (transformers 5): the record names the class of the object
+    lambda: ViTImageProcessor().save_pretrained(d / "saved-processor") is not None,  # transformers.ViTImageProcessorPil.save_pretrained write data saved-processor
 ]
 
 run(CALLS, setup)
