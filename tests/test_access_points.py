@@ -147,7 +147,7 @@ DATA_FILES_JOB = SCRIPTS / "data_files_job.py"
 
 
 def test_polars_h5py_pillow_sqlite_and_pandas_sql_are_one_record_per_call_and_resource(tmp_path):
-    records = check_records(DATA_FILES_JOB, tmp_path, count=21)
+    records = check_records(DATA_FILES_JOB, tmp_path, count=26)
     sql = [r["attributes"] for r in records if r["attributes"][schema.AUDIT_API].startswith("pandas.")]
     assert [(a[schema.AUDIT_API], a.get(schema.DB_COLLECTION_NAME)) for a in sql] == [
         ("pandas.read_sql", None), ("pandas.DataFrame.to_sql", "scores")]  # a query is never recorded, a table is
@@ -155,8 +155,8 @@ def test_polars_h5py_pillow_sqlite_and_pandas_sql_are_one_record_per_call_and_re
 
 
 def test_polars_h5py_pillow_sqlite_and_pandas_sql_are_refused_fail_closed(tmp_path):
-    # every call refused but write_csv() with no file (it returns the text)
-    check_fail_closed(DATA_FILES_JOB, tmp_path, outcomes=["refused"] * 10 + ["PROCEEDED"] + ["refused"] * 6)
+    # every call refused but write_csv() with no file (it returns the text) and an eager filter (no file)
+    check_fail_closed(DATA_FILES_JOB, tmp_path, outcomes=["refused"] * 13 + ["PROCEEDED"] * 2 + ["refused"] * 6)
 
 
 FSSPEC_JOB = SCRIPTS / "fsspec_job.py"

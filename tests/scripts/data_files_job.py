@@ -32,6 +32,12 @@ def setup():
     db.close()
 
 
+def scan_then_collect():
+    lazy = pl.scan_ipc(d / "t.arrow")  # nothing is read yet: no record here
+    joined = lazy.with_columns(c=pl.col("a") * 2).join(pl.scan_ndjson(d / "t.ndjson"), on="a", how="left")
+    return joined.collect().height  # polars.LazyFrame.collect read data t.arrow + polars.LazyFrame.collect read data t.ndjson
+
+
 def h5_read():
     with h5py.File(d / "t.h5") as f:  # h5py.File read data t.h5
         return f["x"][()].tolist()
@@ -79,12 +85,16 @@ CALLS = [
     lambda: pl.read_parquet([str(d / "t.parquet"), str(d / "u.parquet")]).height,  # polars.read_parquet read data t.parquet + polars.read_parquet read data u.parquet
     lambda: pl.read_ipc(d / "t.arrow").height,  # polars.read_ipc read data t.arrow
     lambda: pl.read_ndjson(d / "t.ndjson").height,  # polars.read_ndjson read data t.ndjson
-    lambda: pl.scan_parquet(d / "t.parquet").filter(pl.col("a") > 1).collect().height,  # polars.scan_parquet read data t.parquet
-    lambda: pl.scan_csv(d / "t.csv").sink_parquet(d / "w-sink.parquet"),  # polars.scan_csv read data t.csv + polars.LazyFrame.sink_parquet write data w-sink.parquet
+    lambda: pl.scan_parquet(d / "t.parquet").filter(pl.col("a") > 1).collect().height,  # polars.LazyFrame.collect read data t.parquet
+    lambda: pl.scan_csv(d / "t.csv").sink_parquet(d / "w-sink.parquet"),  # polars.LazyFrame.sink_parquet read data t.csv + polars.LazyFrame.sink_parquet write data w-sink.parquet
+    scan_then_collect,
+    lambda: [f.height for f in pl.collect_all([pl.scan_csv(d / "t.csv"), pl.scan_ipc(d / "t.arrow")])],  # polars.collect_all read data t.csv + polars.collect_all read data t.arrow
+    lambda: pl.scan_parquet(str(d / "*.parquet")).select(pl.len()).collect().item(),  # polars.LazyFrame.collect read data *.parquet
     lambda: frame.write_csv(d / "w.csv"),  # polars.DataFrame.write_csv write data w.csv
     lambda: frame.write_parquet(d / "w.parquet"),  # polars.DataFrame.write_parquet write data w.parquet
     lambda: frame.write_ipc(d / "w.arrow"),  # polars.DataFrame.write_ipc write data w.arrow
     lambda: len(frame.write_csv()),  # no file: no record
+    lambda: frame.filter(pl.col("a") > 1).height,  # eager: polars collects a plan of its own inside, no file, no record
     h5_read,
     h5_append,
     image_roundtrip,
