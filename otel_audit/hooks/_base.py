@@ -109,6 +109,17 @@ def _filed_under_library(wrapper: Callable, owner: Any) -> Callable:
     return filed
 
 
+def with_action(attributes: dict | None, action: str) -> dict | None:
+    """``attributes`` (when a resource was named) with ``audit.action`` set: for a describe whose action varies."""
+    if attributes is not None:
+        attributes[schema.AUDIT_ACTION] = action
+    return attributes
+
+
+def nothing_after(attributes: dict, result: Any) -> None:
+    """An ``after`` that adds nothing: the resource is a directory or a remote name, with no one size."""
+
+
 def record_file_size(attributes: dict, result: Any) -> None:
     """The default ``after``: ``file.size`` of a local file that was read (a directory has none)."""
     path = attributes.get(schema.FILE_PATH)
@@ -418,7 +429,12 @@ def _wrap_constructor(point: AccessPoint, cls: type, api: str, action: str | Non
 
 
 def file_functions_access_point(name: str, modules: dict[str, dict[str, tuple]], api_type: str) -> AccessPoint:
-    """The access point of a library whose functions take a file: ``{module: {function: FileArgument}}``.
+    """The access point of a library whose functions take a file (see :func:`file_functions_patchers`)."""
+    return AccessPoint(name, file_functions_patchers(modules, api_type))
+
+
+def file_functions_patchers(modules: dict[str, dict[str, tuple]], api_type: str) -> dict[str, Callable]:
+    """``{module: patch}`` for a library whose functions take a file: ``{module: {function: FileArgument}}``.
 
     Each function (or class: calling it opens the file) is recorded as ``<module>.<function>`` with the
     path or URL it was given, one record per path when it was given a list of them (a buffer or bytes
@@ -467,4 +483,4 @@ def file_functions_access_point(name: str, modules: dict[str, dict[str, tuple]],
 
         return patch
 
-    return AccessPoint(name, {module_name: patch_all(patches) for module_name, patches in patchers.items()})
+    return {module_name: patch_all(patches) for module_name, patches in patchers.items()}

@@ -32,7 +32,7 @@ from typing import NamedTuple
 from urllib.parse import unquote
 
 from otel_audit import schema
-from otel_audit.hooks._base import AccessPoint, argument
+from otel_audit.hooks._base import AccessPoint, argument, with_action
 from otel_audit.recorder import classify_exception
 from otel_audit.resources import ResourcePolicy, printable
 
@@ -114,7 +114,7 @@ def _describe_api_call(policy: ResourcePolicy, client, args: tuple, kwargs: dict
     params = argument(args, kwargs, 1, "api_params") or {}
     accesses = []
     if operation.copies:
-        accesses.append(_with(_s3_attributes(policy, client, *_copy_source(params.get("CopySource"))), schema.ACTION_READ))
+        accesses.append(with_action(_s3_attributes(policy, client, *_copy_source(params.get("CopySource"))), schema.ACTION_READ))
     if operation.key_parameter == DELETE_KEYS:
         objects = (params.get("Delete") or {}).get("Objects") or ()
         keys = [item.get("Key") for item in objects if isinstance(item, dict)]
@@ -122,17 +122,11 @@ def _describe_api_call(policy: ResourcePolicy, client, args: tuple, kwargs: dict
         keys = [params.get(operation.key_parameter)]
     else:
         keys = []
-    accesses.extend(_with(_s3_attributes(policy, client, params.get("Bucket"), key), operation.action) for key in keys)
+    accesses.extend(with_action(_s3_attributes(policy, client, params.get("Bucket"), key), operation.action) for key in keys)
     for attributes in accesses:
         if attributes is not None:
             attributes[schema.AUDIT_API] = f"s3.{name}"
     return accesses
-
-
-def _with(attributes: dict | None, action: str) -> dict | None:
-    if attributes is not None:
-        attributes[schema.AUDIT_ACTION] = action
-    return attributes
 
 
 def _request_id(response) -> str | None:
@@ -176,11 +170,11 @@ def _transfer_describer(transfer: Transfer):
             client, args = args[0], args[1:]
         bucket = argument(args, kwargs, transfer.bucket_index, "Bucket")
         key = argument(args, kwargs, transfer.key_index, "Key")
-        destination = _with(_s3_attributes(policy, client, bucket, key), transfer.action)
+        destination = with_action(_s3_attributes(policy, client, bucket, key), transfer.action)
         if transfer.source_index is None:
             return destination
         source = _copy_source(argument(args, kwargs, transfer.source_index, "CopySource"))
-        return [_with(_s3_attributes(policy, client, *source), schema.ACTION_READ), destination]
+        return [with_action(_s3_attributes(policy, client, *source), schema.ACTION_READ), destination]
 
     return describe
 

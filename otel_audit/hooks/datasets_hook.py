@@ -21,7 +21,7 @@ import os
 from typing import Any
 
 from otel_audit import schema
-from otel_audit.hooks._base import AccessPoint, argument, record_file_size
+from otel_audit.hooks._base import AccessPoint, argument, nothing_after, record_file_size
 from otel_audit.hooks.huggingface_hook import hub_attributes
 from otel_audit.resources import ResourcePolicy, fspath_or_none, safe_text
 
@@ -79,15 +79,12 @@ def _one_path(position: int, name: str):
     return describe
 
 
-def _no_size(attributes: dict, result: Any) -> None:
-    """A directory has no one size; a written file's size is not recorded."""
-
 
 def _patch_load(point: AccessPoint, module) -> None:
     point.wrap(module, "load_dataset", point.audited("datasets.load_dataset", schema.ACTION_READ,
                                                      _describe_load_dataset, after=_cache_location, list_files=True))
     point.wrap(module, "load_from_disk", point.audited("datasets.load_from_disk", schema.ACTION_READ,
-                                                       _one_path(0, "dataset_path"), after=_no_size, list_files=True))
+                                                       _one_path(0, "dataset_path"), after=nothing_after, list_files=True))
 
 
 def _patch_class(class_name: str, methods: dict[str, tuple[int, str, bool]]):
@@ -96,7 +93,7 @@ def _patch_class(class_name: str, methods: dict[str, tuple[int, str, bool]]):
         for method, (position, name, list_files) in methods.items():
             if cls is not None and method in vars(cls):
                 point.wrap(cls, method, point.audited(f"datasets.{class_name}.{method}", schema.ACTION_WRITE,
-                                                      _one_path(position, name), after=_no_size, list_files=list_files))
+                                                      _one_path(position, name), after=nothing_after, list_files=list_files))
 
     return patch
 

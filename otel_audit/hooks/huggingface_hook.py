@@ -27,7 +27,7 @@ import re
 from typing import Any
 
 from otel_audit import schema
-from otel_audit.hooks._base import AccessPoint, argument
+from otel_audit.hooks._base import AccessPoint, argument, nothing_after
 from otel_audit.resources import ResourcePolicy, fspath_or_none, printable
 
 _SNAPSHOT = re.compile(r"[/\\]snapshots[/\\]([0-9a-f]{40})(?:[/\\]|$)")
@@ -148,13 +148,10 @@ def _pretrained_patcher(classes: dict[str, str]):
                 if method in vars(cls):
                     after = _after_pretrained if method == "from_pretrained" else None
                     point.wrap(cls, method, point.audited(None, None, _pretrained_describer(api_type, method),
-                                                          after=after or _no_size, list_files=True))
+                                                          after=after or nothing_after, list_files=True))
 
     return patch
 
-
-def _no_size(attributes: dict, result: Any) -> None:
-    """A directory written has no one size."""
 
 
 def _download_patcher(function: str, one_file: bool):

@@ -32,31 +32,79 @@ import os
 from typing import Any, NamedTuple
 
 from otel_audit import schema
-from otel_audit.hooks._base import AccessPoint, argument
+from otel_audit.hooks._base import AccessPoint, argument, with_action
 from otel_audit.resources import ResourcePolicy, fspath_or_none
 
 READ, WRITE, DELETE, LIST = schema.ACTION_READ, schema.ACTION_WRITE, schema.ACTION_DELETE, schema.ACTION_LIST
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
+def _at_dir_fd(path: Any, kwargs: dict) -> Any:
+    """A path relative to ``dir_fd=`` as the absolute path it names (Linux), else unchanged."""
+    dir_fd = kwargs.get("dir_fd")
+    text = fspath_or_none(path)
+    if dir_fd is None or text is None or os.path.isabs(text):
+        return path
+    try:
+        return os.path.join(os.readlink(f"/proc/self/fd/{int(dir_fd)}"), text)
+    except (OSError, ValueError, TypeError):
+        return None  # no way to tell which file: not a named resource we can vouch for
+
+
 class OnePath(NamedTuple):
+    """A call on one path (the Path itself for a method: ``position`` -1)."""
+
     action: str
     position: int
     name: str
     default: Any = None  # os.listdir() lists "."
 
+    def describe(self, policy: ResourcePolicy, instance, args, kwargs):
+        target = instance if self.position < 0 else argument(args, kwargs, self.position, self.name, self.default)
+        if self.action == LIST and isinstance(target, int):
+            return None  # os.listdir(fd): names no path
+        return with_action(policy.describe(_at_dir_fd(target, kwargs)), self.action)
+
 
 class TwoPaths(NamedTuple):
+    """A move or copy: the source (deleted or read) and the destination (written)."""
+
     source_action: str  # delete for a move, read for a copy
     into_directory: bool = True  # a destination that is a directory receives the source's name
 
+    def describe(self, policy: ResourcePolicy, instance, args, kwargs):
+        if instance is not None:  # Path.rename(target)
+            source, destination = instance, argument(args, kwargs, 0, "target")
+        else:
+            source, destination = argument(args, kwargs, 0, "src"), argument(args, kwargs, 1, "dst")
+        source_path, destination_path = fspath_or_none(source), fspath_or_none(destination)
+        if self.into_directory and source_path and destination_path and os.path.isdir(destination_path):
+            destination = os.path.join(destination_path, os.path.basename(source_path.rstrip(os.sep)))
+        return [with_action(policy.describe(source), self.source_action),
+                with_action(policy.describe(destination), WRITE)]
+
 
 class OpenFlags(NamedTuple):
+    """``os.open``: a write when its flags write or create."""
+
     flags_position: int = 1
+
+    def describe(self, policy: ResourcePolicy, instance, args, kwargs):
+        flags = argument(args, kwargs, self.flags_position, "flags", 0)
+        action = WRITE if isinstance(flags, int) and flags & _WRITE_FLAGS else READ
+        return with_action(policy.describe(_at_dir_fd(argument(args, kwargs, 0, "path"), kwargs)), action)
 
 
 class PathPattern(NamedTuple):
+    """``Path.glob``/``rglob``: the pattern under the Path is the resource listed."""
+
     prefix: str = ""  # rglob("*.csv") is glob("**/*.csv")
+
+    def describe(self, policy: ResourcePolicy, instance, args, kwargs):
+        pattern = argument(args, kwargs, 0, "pattern")
+        if not isinstance(pattern, str) or not isinstance(instance, os.PathLike):
+            return None
+        return with_action(policy.describe(os.path.join(os.fspath(instance), self.prefix + pattern)), LIST)
 
 
 # module or class -> {name: what it does}; "self" marks a method whose path is the Path itself
@@ -97,63 +145,11 @@ PATH_METHODS: dict[str, tuple] = {
 }
 
 
-def _at_dir_fd(path: Any, kwargs: dict) -> Any:
-    """A path relative to ``dir_fd=`` as the absolute path it names (Linux), else unchanged."""
-    dir_fd = kwargs.get("dir_fd")
-    text = fspath_or_none(path)
-    if dir_fd is None or text is None or os.path.isabs(text):
-        return path
-    try:
-        return os.path.join(os.readlink(f"/proc/self/fd/{int(dir_fd)}"), text)
-    except (OSError, ValueError, TypeError):
-        return None  # no way to tell which file: not a named resource we can vouch for
-
-
-def _with_action(attributes: dict | None, action: str) -> dict | None:
-    if attributes is not None:
-        attributes[schema.AUDIT_ACTION] = action
-    return attributes
-
-
-def _describer(spec: tuple):
-    if isinstance(spec, OnePath):
-        def describe(policy: ResourcePolicy, instance, args, kwargs):
-            target = instance if spec.position < 0 else argument(args, kwargs, spec.position, spec.name, spec.default)
-            if spec.action == LIST and isinstance(target, int):
-                return None  # os.listdir(fd): names no path
-            return _with_action(policy.describe(_at_dir_fd(target, kwargs)), spec.action)
-    elif isinstance(spec, TwoPaths):
-        def describe(policy: ResourcePolicy, instance, args, kwargs):
-            if instance is not None:  # Path.rename(target)
-                source, destination = instance, argument(args, kwargs, 0, "target")
-            else:
-                source, destination = argument(args, kwargs, 0, "src"), argument(args, kwargs, 1, "dst")
-            source_path, destination_path = fspath_or_none(source), fspath_or_none(destination)
-            if spec.into_directory and source_path and destination_path and os.path.isdir(destination_path):
-                destination = os.path.join(destination_path, os.path.basename(source_path.rstrip(os.sep)))
-            return [_with_action(policy.describe(source), spec.source_action),
-                    _with_action(policy.describe(destination), WRITE)]
-    elif isinstance(spec, OpenFlags):
-        def describe(policy: ResourcePolicy, instance, args, kwargs):
-            flags = argument(args, kwargs, spec.flags_position, "flags", 0)
-            action = WRITE if isinstance(flags, int) and flags & _WRITE_FLAGS else READ
-            return _with_action(policy.describe(_at_dir_fd(argument(args, kwargs, 0, "path"), kwargs)), action)
-    elif isinstance(spec, PathPattern):
-        def describe(policy: ResourcePolicy, instance, args, kwargs):
-            pattern = argument(args, kwargs, 0, "pattern")
-            if not isinstance(pattern, str) or not isinstance(instance, os.PathLike):
-                return None
-            return _with_action(policy.describe(os.path.join(os.fspath(instance), spec.prefix + pattern)), LIST)
-    else:
-        raise TypeError(f"not an os-level call description: {spec!r}")
-    return describe
-
-
 def _patcher(module_name: str):
     def patch(point: AccessPoint, module) -> None:
         for name, spec in FUNCTIONS[module_name].items():
             if hasattr(module, name):
-                point.wrap(module, name, point.audited(f"{module_name}.{name}", None, _describer(spec),
+                point.wrap(module, name, point.audited(f"{module_name}.{name}", None, spec.describe,
                                                        user_calls_only=True))
 
     return patch
@@ -162,7 +158,7 @@ def _patcher(module_name: str):
 def _patch_pathlib(point: AccessPoint, module) -> None:
     for name, spec in PATH_METHODS.items():
         if name in vars(module.Path):
-            point.wrap(module.Path, name, point.audited(f"pathlib.Path.{name}", None, _describer(spec),
+            point.wrap(module.Path, name, point.audited(f"pathlib.Path.{name}", None, spec.describe,
                                                         user_calls_only=True))
 
 

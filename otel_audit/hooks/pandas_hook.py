@@ -91,14 +91,13 @@ def _writer_describer(method: str, parameter: str, series_type: type):
     return describe
 
 
-# SQL: (parameter naming the connection, parameter naming the table or None, action)
+# SQL: (parameter naming the connection, always second; parameter naming the table or None, first; action)
 SQL: dict[str, tuple[str, str | None, str]] = {
     "read_sql": ("con", "sql", schema.ACTION_READ),  # the table when ``sql`` is a bare table name
     "read_sql_query": ("con", None, schema.ACTION_READ),
     "read_sql_table": ("con", "table_name", schema.ACTION_READ),
     "to_sql": ("con", "name", schema.ACTION_WRITE),
 }
-_SQL_POSITIONS = {"read_sql": (1, 0), "read_sql_query": (1, 0), "read_sql_table": (1, 0), "to_sql": (1, 0)}
 _TABLE_NAME = re.compile(r"[A-Za-z_][\w$]*(\.[A-Za-z_][\w$]*)?")
 
 
@@ -121,13 +120,12 @@ def _database(policy: ResourcePolicy, con) -> dict | None:
 
 def _sql_describer(function: str):
     connection, table, action = SQL[function]
-    con_position, table_position = _SQL_POSITIONS[function]
 
     def describe(policy: ResourcePolicy, instance, args: tuple, kwargs: dict) -> dict | None:
-        attributes = _database(policy, argument(args, kwargs, con_position, connection))
+        attributes = _database(policy, argument(args, kwargs, 1, connection))
         if attributes is None:
             return None
-        name = argument(args, kwargs, table_position, table) if table else None
+        name = argument(args, kwargs, 0, table) if table else None
         if isinstance(name, str) and _TABLE_NAME.fullmatch(name):  # never a query: its text holds data
             attributes[schema.DB_COLLECTION_NAME] = printable(name)
         attributes[schema.AUDIT_ACTION] = action

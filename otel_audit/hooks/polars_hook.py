@@ -23,7 +23,7 @@ from typing import Any
 
 from otel_audit import diagnostics, schema
 from otel_audit.context import in_audited_call
-from otel_audit.hooks._base import AccessPoint, FileArgument, argument, describe_file_argument, file_functions_access_point
+from otel_audit.hooks._base import AccessPoint, FileArgument, argument, describe_file_argument, file_functions_patchers
 from otel_audit.resources import ResourcePolicy
 
 READ, WRITE = schema.ACTION_READ, schema.ACTION_WRITE
@@ -115,11 +115,11 @@ def _describe_collect_all(policy: ResourcePolicy, instance, args: tuple, kwargs:
         frames, (list, tuple)) else []
 
 
-_files = file_functions_access_point("polars", MODULES, schema.TYPE_DATA)
+_FILE_FUNCTIONS = file_functions_patchers(MODULES, schema.TYPE_DATA)
 
 
 def _patch_polars(point: AccessPoint, module) -> None:
-    _files._patchers["polars"](point, module)  # readers and DataFrame writers: the file-functions table
+    _FILE_FUNCTIONS["polars"](point, module)  # readers and DataFrame writers: the file-functions table
     for name in SCANS:
         if hasattr(module, name):
             point.wrap(module, name, _scan_wrapper(point))
