@@ -40,3 +40,11 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert ci == commands[1]
     assert "opentelemetry-instrument" in commands[0] and "OTEL_LOGS_EXPORTER=audit_file" in commands[0]
+
+
+def test_every_hook_has_a_row_in_the_what_is_audited_table():
+    from otel_audit.config import HOOK_NAMES
+
+    table = README.split("## What is audited")[1].split("\nRules:")[0]
+    rows = [line.split("|")[1].strip().strip("`") for line in table.splitlines() if line.startswith("| `")]
+    assert rows == list(HOOK_NAMES)  # every hook, in the order OTEL_PYTHON_AUDIT_HOOKS lists them
