@@ -267,3 +267,25 @@ def test_work_an_audited_call_hands_to_a_thread_pool_is_folded_into_its_record(a
         assert pool.submit(lambda: (tmp_path / "part.txt").read_text()).result() == "p"  # outside: its own record
     assert [(r["attributes"][schema.AUDIT_API], r["attributes"][schema.AUDIT_RESOURCE_URI]) for r in audited.records()] == [
         ("job.load", "s3://bucket/whole"), ("builtins.open", (tmp_path / "part.txt").as_uri())]
+
+
+def test_a_pandas_sql_url_is_recorded_without_its_credentials(audited):
+    import json
+
+    import pandas as pd
+
+    url = "postgresql://alice:s3cret@db.example:5432/prod?sslpassword=hunter2"
+    with pytest.raises(Exception) as plain:  # no SQLAlchemy here: pandas says so, with or without us
+        pd.read_sql_table.__wrapped__("patients", url)
+    audited.clear()
+    with pytest.raises(type(plain.value)) as raised:
+        pd.read_sql_table("patients", url)
+    assert str(raised.value) == str(plain.value)
+    (record,) = audited.records()
+    attrs = record["attributes"]
+    assert (attrs[schema.AUDIT_API], attrs[schema.AUDIT_ACTION], attrs[schema.AUDIT_OUTCOME]) == (
+        "pandas.read_sql_table", "read", "failure")
+    assert attrs[schema.AUDIT_RESOURCE_URI] == "postgresql://db.example:5432/prod?sslpassword=REDACTED"
+    assert attrs[schema.DB_COLLECTION_NAME] == "patients"
+    dumped = json.dumps(record, default=str)
+    assert "s3cret" not in dumped and "hunter2" not in dumped and "alice:" not in dumped
