@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import wrapt
 
 from otel_audit import schema
-from otel_audit.hooks._base import AccessPoint, action_of_mode, argument
+from otel_audit.hooks._base import AccessPoint, action_of_mode, argument, with_action
 from otel_audit.resources import ResourcePolicy, fspath_or_none
 
 READ, WRITE, DELETE, LIST = schema.ACTION_READ, schema.ACTION_WRITE, schema.ACTION_DELETE, schema.ACTION_LIST
@@ -73,14 +73,9 @@ def _url(fs: Any, path: Any) -> str | None:
 
 
 def _describe_paths(policy: ResourcePolicy, fs: Any, target: Any, action: str) -> list[dict]:
-    accesses = []
-    for one in target if isinstance(target, (list, tuple)) else (target,):
-        url = _url(fs, one)
-        attributes = policy.describe(url) if url is not None else None
-        if attributes is not None:
-            attributes[schema.AUDIT_ACTION] = action
-            accesses.append(attributes)
-    return accesses
+    urls = (_url(fs, one) for one in (target if isinstance(target, (list, tuple)) else (target,)))
+    described = (with_action(policy.describe(url), action) for url in urls if url is not None)
+    return [attributes for attributes in described if attributes is not None]  # excluded: no record
 
 
 def _describer(fs: Any, method: Method):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from otel_audit import schema
-from otel_audit.hooks._base import AccessPoint, argument
+from otel_audit.hooks._base import AccessPoint, argument, with_action
 from otel_audit.resources import ResourcePolicy, fspath_or_none
 
 
@@ -33,10 +33,7 @@ def database_file(database: object, uri: bool) -> tuple[str | None, str]:
 
 def _describe(policy: ResourcePolicy, instance, args: tuple, kwargs: dict) -> dict | None:
     path, action = database_file(argument(args, kwargs, 0, "database"), bool(argument(args, kwargs, 7, "uri", False)))
-    attributes = policy.describe_path(path) if path is not None else None
-    if attributes is not None:
-        attributes[schema.AUDIT_ACTION] = action
-    return attributes
+    return with_action(policy.describe_path(path), action) if path is not None else None
 
 
 def _patch_sqlite3(point: AccessPoint, module) -> None:
