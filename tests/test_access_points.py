@@ -34,12 +34,14 @@ PYARROW_JOB = SCRIPTS / "pyarrow_job.py"
 
 
 def test_pyarrow_and_pandas_writers_are_one_record_per_call_naming_it(tmp_path):
-    check_records(PYARROW_JOB, tmp_path, count=37)
+    check_records(PYARROW_JOB, tmp_path, count=67)
 
 
 def test_pyarrow_and_pandas_writers_are_refused_fail_closed_before_they_touch_anything(tmp_path):
-    # every call refused but df.to_csv() with no path (no file; it returns the text)
-    check_fail_closed(PYARROW_JOB, tmp_path, outcomes=["refused"] * 33 + ["PROCEEDED", "refused"])
+    # every call refused but a get_file_info of a path (metadata, not recorded) and df.to_csv() with no
+    # path (no file; it returns the text)
+    check_fail_closed(PYARROW_JOB, tmp_path, outcomes=["refused"] * 30 + ["PROCEEDED"] + ["refused"] * 13
+                      + ["PROCEEDED", "refused"])
 
 
 def test_failures_raise_exactly_what_they_raise_without_us_and_are_failure_records(audited, tmp_path):
@@ -108,6 +110,35 @@ def test_patched_functions_pickle_by_reference_and_patched_classes_stay_themselv
     # a C type's constructor cannot be patched: its name is wrapped, and it still is the class for isinstance
     with pa.OSFile(str(tmp_path / "m.bin")) as handle:
         assert isinstance(handle, pa.OSFile)
+
+
+def test_methods_set_on_immutable_c_types_pickle_as_before_and_leave_the_types_immutable(audited, tmp_path):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "t.parquet")
+    dataset = ds.dataset(tmp_path / "t.parquet")
+    array = np.arange(3)
+    for cls, method in ((np.ndarray, "tofile"), (ds.Dataset, "to_table"), (ds.Scanner, "from_dataset"),
+                        (pafs.FileSystem, "open_input_file")):
+        assert type(vars(cls)[method]).__name__ == "AuditedFunction"
+        with pytest.raises(TypeError, match="immutable"):  # the flag was lifted for the assignment only
+            setattr(cls, "anything", 1)
+        assert b"otel_audit" not in pickle.dumps(getattr(cls, method))
+    # got from the class or bound to an instance, they pickle as the methods they replace did
+    pickle.loads(pickle.dumps(np.ndarray.tofile))(array, str(tmp_path / "a.raw"))
+    pickle.loads(pickle.dumps(array.tofile))(str(tmp_path / "b.raw"))
+    assert pickle.loads(pickle.dumps(ds.Dataset.to_table))(dataset).num_rows == 2
+    assert pickle.loads(pickle.dumps(dataset.count_rows))() == 2
+    # an unpickled dataset, which remembers no source, reads its files
+    audited.clear()
+    assert pickle.loads(pickle.dumps(dataset)).to_table().num_rows == 2
+    (record,) = audited.records()
+    assert (record["attributes"][schema.AUDIT_API], record["attributes"][schema.AUDIT_RESOURCE_URI]) == (
+        "pyarrow.dataset.Dataset.to_table", (tmp_path / "t.parquet").as_uri())
 
 
 HUGGINGFACE_JOB = SCRIPTS / "huggingface_job.py"

@@ -718,3 +718,51 @@ def test_uninstrument_restores_exact_objects(aws_session, moto_server):
     assert buffer.getvalue() == b"v"
     assert len(exporter.get_finished_logs()) == 1
     provider.shutdown()
+
+
+def test_pyarrow_s3_filesystem_and_lazy_scans_name_the_s3_objects(audited, s3):
+    """pyarrow speaks S3 in C++ (its own AWS SDK; boto3 never runs): its filesystem's methods and a
+    dataset's scans are the records, with the same s3:// names as boto3's."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    remote = pafs.S3FileSystem(access_key="testing", secret_key="testing", region=REGION, scheme="http",
+                               endpoint_override=s3.endpoint.removeprefix("http://"))
+    table = pa.table({"a": [1, 2, 3]})
+    audited.clear()
+    with remote.open_output_stream(f"{s3.bucket}/parts/0.parquet") as out:
+        pq.write_table(table, out)
+    wrote = _line() - 2
+    dataset = ds.dataset(f"{s3.bucket}/parts", filesystem=remote, format="parquet")
+    made = _line() - 1
+    assert dataset.to_table().equals(table)
+    scanned = _line() - 1
+    with remote.open_input_file(f"{s3.bucket}/parts/0.parquet") as source:
+        assert pq.read_table(source).equals(table)
+    opened = _line() - 2
+    remote.delete_file(f"{s3.bucket}/parts/0.parquet")
+    deleted = _line() - 1
+    assert s3.operations() == []  # none of it went through boto3
+    got = [(r["attributes"][schema.AUDIT_API], r["attributes"][schema.AUDIT_ACTION],
+            r["attributes"][schema.AUDIT_RESOURCE_URI], r["attributes"][schema.CODE_LINE_NUMBER])
+           for r in audited.records()]
+    uri = f"s3://{s3.bucket}/parts"
+    assert got == [
+        ("pyarrow.fs.S3FileSystem.open_output_stream", "write", f"{uri}/0.parquet", wrote),
+        ("pyarrow.dataset.dataset", "read", uri, made),
+        ("pyarrow.dataset.Dataset.to_table", "read", uri, scanned),
+        ("pyarrow.fs.S3FileSystem.open_input_file", "read", f"{uri}/0.parquet", opened),
+        ("pyarrow.fs.S3FileSystem.delete_file", "delete", f"{uri}/0.parquet", deleted),
+    ]
+    for record in audited.records():
+        attributes = record["attributes"]
+        assert attributes[schema.AWS_S3_BUCKET] == s3.bucket and schema.FILE_PATH not in attributes
+        assert attributes[schema.AWS_S3_KEY] == attributes[schema.AUDIT_RESOURCE_URI].removeprefix(f"s3://{s3.bucket}/")
+        assert attributes[schema.AUDIT_OUTCOME] == "success"
+    with pytest.raises(FileNotFoundError):
+        remote.open_input_file(f"{s3.bucket}/parts/0.parquet")
+    (failed,) = audited.records()[5:]
+    assert (failed["attributes"][schema.AUDIT_OUTCOME], failed["attributes"][schema.ERROR_TYPE]) == (
+        "failure", "FileNotFoundError")

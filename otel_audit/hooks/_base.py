@@ -63,6 +63,15 @@ class _ModuleByName:
         return importlib.import_module, (self.name,)
 
 
+class _BoundAuditedFunction(wrapt.BoundFunctionWrapper):
+    """A patched method as got from its class or an instance: pickles as that ``getattr``, as a method does."""
+
+    def __reduce_ex__(self, protocol):
+        parent = self._self_parent
+        holder = self._self_instance if self._self_instance is not None else parent._self_patched_owner
+        return getattr, (holder, parent._self_patched_attribute)
+
+
 class AuditedFunction(wrapt.FunctionWrapper):
     """A patched function that pickles by reference, as the original did.
 
@@ -70,6 +79,8 @@ class AuditedFunction(wrapt.FunctionWrapper):
     there in the receiving process, with no reference to otel-audit in the
     pickle (a process without otel-audit can load it).
     """
+
+    __bound_function_wrapper__ = _BoundAuditedFunction
 
     def __init__(self, wrapped: Any, wrapper: Callable, owner: Any, attribute: str):
         super().__init__(wrapped, wrapper)
@@ -132,6 +143,49 @@ def record_file_size(attributes: dict, result: Any) -> None:
             attributes[schema.FILE_SIZE] = status.st_size
 
 
+_IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE
+_flags_offset: int | None = None
+
+
+def _is_immutable_type(owner: Any) -> bool:
+    return isinstance(owner, type) and bool(owner.__flags__ & _IMMUTABLE_TYPE)
+
+
+class _assignable:
+    """``with _assignable(cls):`` lets ``setattr(cls, ...)`` replace a method of an immutable C type.
+
+    pyarrow's Cython classes and ``numpy.ndarray`` are immutable types: their methods, where
+    pyarrow's lazy scans and its filesystems read and write, cannot be replaced the usual way.
+    Only the flag that forbids it is lifted, for one assignment, under the GIL; ``type.__setattr__``
+    itself then does the assignment and everything that goes with it (method caches, subclasses),
+    as for any class.  Only on CPython, and only where the flags word is found where the type
+    layout puts it (checked against ``cls.__flags__``): elsewhere the ``TypeError`` stands, the
+    hook reports that it could not patch, and says its accesses are not audited.
+    """
+
+    def __init__(self, owner: Any):
+        self._flags = None
+        if _is_immutable_type(owner):
+            global _flags_offset
+            import ctypes  # only when a C type is patched: not at start-up
+
+            if _flags_offset is None:
+                # PyTypeObject: ob_refcnt, ob_type, ob_size, then 18 pointer-sized fields before tp_flags
+                _flags_offset = 21 * ctypes.sizeof(ctypes.c_void_p)
+            flags = ctypes.c_ulong.from_address(id(owner) + _flags_offset)
+            if sys.implementation.name != "cpython" or flags.value != owner.__flags__:
+                raise TypeError(f"cannot patch {owner.__qualname__}: an immutable type of an unknown layout")
+            self._flags = flags
+
+    def __enter__(self) -> None:
+        if self._flags is not None:
+            self._flags.value &= ~_IMMUTABLE_TYPE
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._flags is not None:
+            self._flags.value |= _IMMUTABLE_TYPE
+
+
 class AccessPoint:
     """One library's patches.  ``patchers`` maps a module name to ``patch(point, module)``."""
 
@@ -146,6 +200,11 @@ class AccessPoint:
     @property
     def installed(self) -> bool:
         return self._recorder is not None
+
+    @property
+    def recorder(self) -> AuditRecorder | None:
+        """The recorder while installed, else ``None``."""
+        return self._recorder
 
     def install(self, recorder: AuditRecorder) -> None:
         self._recorder = recorder
@@ -164,10 +223,11 @@ class AccessPoint:
             self._recorder = None
             for owner, attribute, original in reversed(self._originals):
                 try:
-                    if original is _MISSING:
-                        delattr(owner, attribute)
-                    else:
-                        setattr(owner, attribute, original)
+                    with _assignable(owner):
+                        if original is _MISSING:
+                            delattr(owner, attribute)
+                        else:
+                            setattr(owner, attribute, original)
                 except Exception as exc:
                     diagnostics.report_internal_error(f"restoring {attribute} ({self.name})", exc)
             self._originals.clear()
@@ -204,7 +264,12 @@ class AccessPoint:
             return
         places = [(owner, attribute, vars(owner).get(attribute, _MISSING))]
         wrapper = _filed_under_library(wrapper, owner)
-        function = wrapt.wrap_object(owner, attribute, AuditedFunction, (wrapper, owner, attribute))
+        if _is_immutable_type(owner):  # a method of a C type (pyarrow's Dataset, numpy.ndarray.tofile)
+            function = AuditedFunction(vars(owner)[attribute], wrapper, owner, attribute)
+            with _assignable(owner):
+                setattr(owner, attribute, function)
+        else:
+            function = wrapt.wrap_object(owner, attribute, AuditedFunction, (wrapper, owner, attribute))
         if isinstance(owner, ModuleType) and not isinstance(function.__wrapped__, type):
             # (a class, a C type whose constructor cannot be patched, is replaced under its public
             # name only: its home module's own code keeps the real class for isinstance and ABC
@@ -382,21 +447,27 @@ def on_filesystem(filesystem: Any, target: Any) -> Any:
     if callable(unstrip):
         return unstrip(path)
     kind = getattr(filesystem, "type_name", None)  # a pyarrow.fs filesystem: "local", "s3", "gcs", "hdfs"...
+    if kind == "subtree":  # pyarrow.fs.SubTreeFileSystem: the path is under its base path, on its base filesystem
+        return on_filesystem(filesystem.base_fs, f"{filesystem.base_path.rstrip('/')}/{path.lstrip('/')}")
     if not isinstance(kind, str) or kind == "local":
         return path
     return f"{kind.removeprefix('py::fsspec+')}://{path.lstrip('/')}"
 
 
-def describe_file_argument(policy: ResourcePolicy, where: FileArgument, args: tuple, kwargs: dict,
-                           api_type: str) -> "dict | list[dict] | None":
-    """The resource(s) a call's file argument names: a path or URL, or a list or tuple of them (one record each)."""
+def file_targets(where: FileArgument, args: tuple, kwargs: dict) -> "tuple | list":
+    """What a call's file argument names: its path or URL, or each of a list of them, as named on the
+    call's ``filesystem=`` when one is given."""
     target = argument(args, kwargs, where.position, where.name)
     targets = target if isinstance(target, (list, tuple)) else (target,)
     filesystem = kwargs.get("filesystem")
+    return targets if filesystem is None else [on_filesystem(filesystem, one) for one in targets]
+
+
+def describe_file_argument(policy: ResourcePolicy, where: FileArgument, args: tuple, kwargs: dict,
+                           api_type: str) -> "dict | list[dict] | None":
+    """The resource(s) a call's file argument names: a path or URL, or a list or tuple of them (one record each)."""
     accesses = []
-    for one in targets:
-        if filesystem is not None:
-            one = on_filesystem(filesystem, one)
+    for one in file_targets(where, args, kwargs):
         if where.suffix:
             path = fspath_or_none(one)
             if path is not None and "://" not in path and not path.endswith(where.suffix):
@@ -433,14 +504,15 @@ def file_functions_access_point(name: str, modules: dict[str, dict[str, tuple]],
     return AccessPoint(name, file_functions_patchers(modules, api_type))
 
 
-def file_functions_patchers(modules: dict[str, dict[str, tuple]], api_type: str) -> dict[str, Callable]:
+def file_functions_patchers(modules: dict[str, dict[str, tuple]], api_type: str, *,
+                            after: After | None = None) -> dict[str, Callable]:
     """``{module: patch}`` for a library whose functions take a file: ``{module: {function: FileArgument}}``.
 
     Each function (or class: calling it opens the file) is recorded as ``<module>.<function>`` with the
     path or URL it was given, one record per path when it was given a list of them (a buffer or bytes
     are not a named resource: not recorded).  A key ``"module:Class"`` names methods of that class
     (positions count after ``self``), recorded as ``<module>.<Class>.<method>``.  A function a version of
-    the library lacks is skipped.
+    the library lacks is skipped.  ``after`` is each call's ``after`` (see :meth:`AccessPoint.audited`).
     """
 
     def patcher(key: str, functions: dict[str, tuple]) -> Callable[[AccessPoint, Any], None]:
@@ -468,7 +540,7 @@ def file_functions_patchers(modules: dict[str, dict[str, tuple]], api_type: str)
                 target = getattr(owner, function)
                 if isinstance(target, type) and _wrap_constructor(point, target, api, action, describe, describe_new):
                     continue
-                point.wrap(owner, function, point.audited(api, action, describe))
+                point.wrap(owner, function, point.audited(api, action, describe, after=after))
 
         return patch
 

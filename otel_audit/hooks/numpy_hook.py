@@ -7,8 +7,8 @@ writes (``.npy``/``.npz`` appended as numpy appends it).  A file object argument
 not recorded here (its ``open`` was).  ``numpy.memmap`` is recorded when made, its
 action from its mode (``r`` and ``c`` read; ``r+``, the default, and ``w+`` write); it stays
 usable as the class it is (``isinstance``; ``type(a) is np.memmap`` no longer holds).
-``ndarray.tofile`` is a method of a C type, cannot be patched, and stays recorded as
-``builtins.open``.
+``ndarray.tofile`` (a method of numpy's immutable C type, set on it as ``_base`` describes)
+is recorded as ``numpy.ndarray.tofile``.
 """
 
 from __future__ import annotations
@@ -31,4 +31,7 @@ FUNCTIONS = {
     "memmap": FileArgument(READ, 0, "filename", mode=(2, "mode", "r+")),
 }
 
-ACCESS_POINT = file_functions_access_point("numpy", {"numpy": FUNCTIONS}, schema.TYPE_DATA)
+ACCESS_POINT = file_functions_access_point("numpy", {
+    "numpy": FUNCTIONS,
+    "numpy:ndarray": {"tofile": FileArgument(WRITE, 0, "fid")},
+}, schema.TYPE_DATA)

@@ -10,19 +10,29 @@ calling ``read_table``) is folded into its record.  Classes (``ParquetFile``,
 are called, which is when they open the file; they stay usable as the classes they are
 (``isinstance``, subclassing).
 
-Not patchable, so not recorded as themselves: methods of pyarrow's C++ types.  A
-``pyarrow.dataset.dataset(src)`` is recorded when it is made (it lists the source and
-reads a schema there); the rows its ``to_table()``/``scanner()`` read later are not
-recorded again.  ``pyarrow.fs.LocalFileSystem().open_input_file()`` and its other
-methods are not recorded (issue 10).
+Lazy scans are recorded when they read: ``pyarrow.dataset.dataset(src)`` is recorded when
+it is made (it lists ``src`` and reads a schema there), and then each call that reads its
+rows (``to_table``, ``to_batches``, ``head``, ``take``, ``count_rows``, ``join``, ``sort_by``,
+and the same methods of a ``Scanner`` made from it or of one of its fragments) is a read of
+the source the user named, at the line that made it.  A dataset derived with ``filter`` or
+``replace_schema``, and its scanners, read that same source.  A dataset made some other way
+names its files.  The methods of ``pyarrow.fs`` filesystems (local, S3 and the others) are
+recorded as ``pyarrow.fs.<Class>.<method>``: opens by their mode, deletes, ``copy_file`` and
+``move`` (two records, as the os calls), and a listing with a ``FileSelector``.  These are
+methods of pyarrow's immutable C types, set on them as ``_base`` describes.
 """
 
 from __future__ import annotations
 
-from otel_audit import schema
-from otel_audit.hooks._base import FileArgument, file_functions_access_point
+import weakref
+from typing import Any, Callable
 
-READ, WRITE = schema.ACTION_READ, schema.ACTION_WRITE
+from otel_audit import diagnostics, schema
+from otel_audit.hooks._base import (AccessPoint, FileArgument, argument, file_functions_patchers, nothing_after,
+                                    on_filesystem, record_file_size)
+from otel_audit.resources import ResourcePolicy
+
+READ, WRITE, DELETE, LIST = schema.ACTION_READ, schema.ACTION_WRITE, schema.ACTION_DELETE, schema.ACTION_LIST
 
 MODULES = {
     "pyarrow": {
@@ -76,10 +86,175 @@ MODULES = {
         "RecordBatchStreamWriter": FileArgument(WRITE, 0, "sink"),
     },
     "pyarrow.dataset": {
-        "dataset": FileArgument(READ, 0, "source"),
-        "parquet_dataset": FileArgument(READ, 0, "metadata_path"),
         "write_dataset": FileArgument(WRITE, 1, "base_dir"),
     },
 }
 
-ACCESS_POINT = file_functions_access_point("pyarrow", MODULES, schema.TYPE_DATA)
+# -- lazy scans ----------------------------------------------------------------------------------
+# The functions that make a dataset: recorded when made (they list the source and read a schema),
+# and the dataset remembers what the user named, for the reads that come later.
+DATASET_MAKERS = {
+    "pyarrow.dataset": {"dataset": FileArgument(READ, 0, "source"),
+                        "parquet_dataset": FileArgument(READ, 0, "metadata_path")},
+    "pyarrow.dataset:FileSystemDataset": {"from_paths": FileArgument(READ, 0, "paths")},
+}
+# The methods that read rows, of each lazy type, recorded as pyarrow.dataset.<Type>.<method>
+SCAN_METHODS = {
+    "Dataset": ("to_table", "to_batches", "head", "take", "count_rows", "join", "join_asof", "sort_by"),
+    "Scanner": ("to_table", "to_batches", "to_reader", "head", "take", "count_rows", "scan_batches"),
+    "Fragment": ("to_table", "to_batches", "head", "take", "count_rows"),
+}
+# join/join_asof also read the right-hand dataset
+SECOND_SOURCE = {"join": (0, "right_dataset"), "join_asof": (0, "right_dataset")}
+# The methods that make a lazy object reading what another one reads: (type, method, where that one is:
+# None for the instance, else the argument's position).  A type None: a function of pyarrow.dataset
+# (dataset([ds1, ds2]) unites its children there; a union's .children are new objects each time).
+SAME_SOURCE = (
+    ("Dataset", "filter", None), ("Dataset", "replace_schema", None), ("Dataset", "scanner", None),
+    ("Fragment", "scanner", None), ("Scanner", "from_dataset", 0), ("Scanner", "from_fragment", 0),
+    (None, "_union_dataset", 0),
+)
+
+# a Dataset or Scanner (weakly) -> the resources its scans read: what the user named when making it
+_sources: "weakref.WeakKeyDictionary[Any, list[dict]]" = weakref.WeakKeyDictionary()
+_PER_CALL = frozenset({schema.AUDIT_API, schema.AUDIT_ACTION, schema.CODE_FILE_PATH, schema.CODE_LINE_NUMBER,
+                       schema.CODE_FUNCTION_NAME, schema.FILE_SIZE})
+
+
+def _remember_source(attributes: dict, result: Any) -> None:
+    record_file_size(attributes, result)
+    _sources.setdefault(result, []).append({k: v for k, v in attributes.items() if k not in _PER_CALL})
+
+
+def _read_by(policy: ResourcePolicy, lazy: Any) -> list[dict]:
+    """The resources that reading the rows of ``lazy`` (a Dataset, Scanner or Fragment) reads."""
+    known = _sources.get(lazy)
+    if known is not None:
+        return [dict(resource) for resource in known]
+    children = getattr(lazy, "children", None)  # a UnionDataset: what each of its children reads
+    if children:
+        return [resource for child in children for resource in _read_by(policy, child)]
+    # A dataset made some other way: the files of its fragments.  (Never a Dataset's own .filesystem:
+    # pyarrow crashes the process on it for a dataset made from buffers.)
+    fragments = lazy.get_fragments() if hasattr(lazy, "get_fragments") else (lazy,)
+    resources = []
+    for fragment in fragments:
+        filesystem = getattr(fragment, "filesystem", None)  # None: a fragment of a buffer, or in memory
+        if filesystem is not None:
+            resource = policy.describe(on_filesystem(filesystem, fragment.path))
+            if resource is not None:
+                resources.append(resource)
+    return resources
+
+
+def _describe_scan(method: str) -> Callable:
+    second = SECOND_SOURCE.get(method)
+
+    def describe(policy: ResourcePolicy, instance: Any, args: tuple, kwargs: dict) -> list[dict]:
+        resources = _read_by(policy, instance)
+        other = argument(args, kwargs, *second) if second is not None else None
+        return resources if other is None else resources + _read_by(policy, other)
+
+    return describe
+
+
+def _same_source(point: AccessPoint, position: "int | None") -> Callable:
+    """A wrapper that records nothing: the lazy object made reads what the one it was made from reads."""
+
+    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+        result = wrapped(*args, **kwargs)
+        recorder = point.recorder
+        try:
+            origin = instance if position is None else argument(args, kwargs, position, "")
+            if recorder is not None and origin is not None:
+                origins = origin if isinstance(origin, (list, tuple)) else (origin,)
+                resources = [resource for one in origins for resource in _read_by(recorder.policy, one)]
+                if resources:
+                    _sources[result] = resources
+        except Exception as exc:  # the scan is made all the same; its reads name nothing
+            diagnostics.report_internal_error("pyarrow.dataset (the source of a scan)", exc)
+        return result
+
+    return wrapper
+
+
+_DATASET_MAKERS = file_functions_patchers(DATASET_MAKERS, schema.TYPE_DATA, after=_remember_source)
+
+
+def _patch_dataset(point: AccessPoint, module: Any) -> None:
+    _DATASET_MAKERS["pyarrow.dataset"](point, module)
+    for type_name, methods in SCAN_METHODS.items():
+        owner = getattr(module, type_name)
+        for method in methods:
+            if method in vars(owner):
+                point.wrap(owner, method, point.audited(f"pyarrow.dataset.{type_name}.{method}", READ,
+                                                        _describe_scan(method)))
+    for type_name, method, position in SAME_SOURCE:
+        owner = module if type_name is None else getattr(module, type_name)
+        if method in vars(owner):
+            point.wrap(owner, method, _same_source(point, position))
+
+
+# -- pyarrow.fs ----------------------------------------------------------------------------------
+# FileSystem's methods (every pyarrow filesystem inherits them), recorded as pyarrow.fs.<Class>.<method>:
+# one file argument each, or a source and a destination (two records, as the os calls)
+FILESYSTEM_METHODS = {
+    "open_input_file": (FileArgument(READ, 0, "path"),),
+    "open_input_stream": (FileArgument(READ, 0, "path"),),
+    "open_output_stream": (FileArgument(WRITE, 0, "path"),),
+    "open_append_stream": (FileArgument(WRITE, 0, "path"),),
+    "delete_file": (FileArgument(DELETE, 0, "path"),),
+    "delete_dir": (FileArgument(DELETE, 0, "path"),),
+    "delete_dir_contents": (FileArgument(DELETE, 0, "path"),),
+    "copy_file": (FileArgument(READ, 0, "src"), FileArgument(WRITE, 1, "dest")),
+    "move": (FileArgument(DELETE, 0, "src"), FileArgument(WRITE, 1, "dest")),
+}
+
+
+def _on_this_filesystem(policy: ResourcePolicy, instance: Any, target: Any, api: str, action: str) -> "dict | None":
+    attributes = policy.describe(on_filesystem(instance, target))
+    if attributes is not None:
+        attributes[schema.AUDIT_API] = f"pyarrow.fs.{type(instance).__name__}.{api}"
+        attributes[schema.AUDIT_ACTION] = action
+    return attributes
+
+
+def _describe_filesystem_call(method: str, arguments: tuple) -> Callable:
+    def describe(policy: ResourcePolicy, instance: Any, args: tuple, kwargs: dict) -> list[dict]:
+        return [_on_this_filesystem(policy, instance, argument(args, kwargs, where.position, where.name), method,
+                                    where.action) for where in arguments]
+
+    return describe
+
+
+def _describe_listing(policy: ResourcePolicy, instance: Any, args: tuple, kwargs: dict) -> "dict | None":
+    """``get_file_info(FileSelector(dir))`` lists ``dir``; of named paths it reads metadata only (not recorded)."""
+    base_dir = getattr(argument(args, kwargs, 0, "paths_or_selector"), "base_dir", None)
+    return _on_this_filesystem(policy, instance, base_dir, "get_file_info", LIST) if isinstance(base_dir, str) else None
+
+
+def _patch_fs(point: AccessPoint, module: Any) -> None:
+    owner = module.FileSystem
+    for method, arguments in FILESYSTEM_METHODS.items():
+        if method in vars(owner):
+            point.wrap(owner, method, point.audited(None, None, _describe_filesystem_call(method, arguments)))
+    if "get_file_info" in vars(owner):
+        point.wrap(owner, "get_file_info", point.audited(None, None, _describe_listing, after=nothing_after))
+
+
+_FILE_FUNCTIONS = file_functions_patchers(MODULES, schema.TYPE_DATA)
+
+
+def _patch_with(*patches: Callable[[AccessPoint, Any], None]) -> Callable[[AccessPoint, Any], None]:
+    def patch(point: AccessPoint, module: Any) -> None:
+        for one in patches:
+            one(point, module)
+
+    return patch
+
+
+ACCESS_POINT = AccessPoint("pyarrow", {
+    **_FILE_FUNCTIONS,
+    "pyarrow.dataset": _patch_with(_FILE_FUNCTIONS["pyarrow.dataset"], _patch_dataset),
+    "pyarrow.fs": _patch_fs,
+})

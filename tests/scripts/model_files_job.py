@@ -45,7 +45,7 @@ CALLS = [
     lambda: np.savetxt(d / "t2.txt", np.arange(3)),  # numpy.savetxt write data t2.txt
     lambda: np.loadtxt(d / "t.txt").tolist(),  # numpy.loadtxt read data t.txt
     lambda: np.genfromtxt(str(d / "t.txt")).tolist(),  # numpy.genfromtxt read data t.txt
-    lambda: np.arange(3, dtype=np.int64).tofile(d / "raw2.bin"),  # builtins.open write data raw2.bin
+    lambda: np.arange(3, dtype=np.int64).tofile(d / "raw2.bin"),  # numpy.ndarray.tofile write data raw2.bin
     lambda: np.fromfile(d / "raw.bin", dtype=np.int64).tolist(),  # numpy.fromfile read data raw.bin
     lambda: np.memmap(d / "raw.bin", dtype=np.int64, mode="r").tolist(),  # numpy.memmap read data raw.bin
     lambda: isinstance(np.memmap(str(d / "mm.bin"), dtype=np.int64, mode="w+", shape=(2,)), np.memmap),  # numpy.memmap write data mm.bin

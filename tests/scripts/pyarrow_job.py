@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.dataset as ds
 import pyarrow.feather as feather
+import pyarrow.fs as pafs
 import pyarrow.ipc as ipc
 import pyarrow.json as pjson
 import pyarrow.orc as orc
@@ -54,6 +55,50 @@ def os_file():
         return isinstance(source, pa.OSFile) and len(source.read()) > 0
 
 
+def lazy_scans():
+    source = ds.dataset(d / "parts")  # pyarrow.dataset.dataset read data parts
+    recent = source.filter(ds.field("a") > 1)
+    scanner = recent.scanner(columns=["a"])
+    rows = [scanner.to_table().num_rows]  # pyarrow.dataset.Scanner.to_table read data parts
+    rows.append(sum(len(batch) for batch in source.to_batches()))  # pyarrow.dataset.Dataset.to_batches read data parts
+    rows.append(source.head(2).num_rows)  # pyarrow.dataset.Dataset.head read data parts
+    rows.append(ds.Scanner.from_dataset(recent).count_rows())  # pyarrow.dataset.Scanner.count_rows read data parts
+    rows.append(next(iter(source.get_fragments())).count_rows())  # pyarrow.dataset.Fragment.count_rows read data parts/0.parquet
+    other = ds.dataset(d / "t.parquet")  # pyarrow.dataset.dataset read data t.parquet
+    rows.append(source.join(other, "a", "a", "inner", "l", "r").count_rows())  # pyarrow.dataset.Dataset.join read data parts + pyarrow.dataset.Dataset.join read data t.parquet
+    rows.append(ds.dataset([source, other]).count_rows())  # pyarrow.dataset.Dataset.count_rows read data parts + pyarrow.dataset.Dataset.count_rows read data t.parquet
+    return rows
+
+
+def fragment():
+    return ds.ParquetFileFormat().make_fragment(str(d / "t.parquet"), pafs.LocalFileSystem())  # names the file, reads nothing yet
+
+
+def hand_made_dataset():
+    made = ds.FileSystemDataset([fragment()], table.schema, ds.ParquetFileFormat())
+    return made.to_table().num_rows  # pyarrow.dataset.Dataset.to_table read data t.parquet
+
+
+def filesystem_files():
+    local = pafs.LocalFileSystem()
+    with local.open_output_stream(str(d / "w-fs.bin")) as out:  # pyarrow.fs.LocalFileSystem.open_output_stream write data w-fs.bin
+        out.write(b"abc")
+    local.copy_file(str(d / "w-fs.bin"), str(d / "w-fs2.bin"))  # pyarrow.fs.LocalFileSystem.copy_file read data w-fs.bin + pyarrow.fs.LocalFileSystem.copy_file write data w-fs2.bin
+    local.move(str(d / "w-fs2.bin"), str(d / "w-fs3.bin"))  # pyarrow.fs.LocalFileSystem.move delete data w-fs2.bin + pyarrow.fs.LocalFileSystem.move write data w-fs3.bin
+    local.delete_file(str(d / "w-fs3.bin"))  # pyarrow.fs.LocalFileSystem.delete_file delete data w-fs3.bin
+    local.create_dir(str(d / "w-fs-dir" / "sub"))
+    local.delete_dir_contents(str(d / "w-fs-dir"))  # pyarrow.fs.LocalFileSystem.delete_dir_contents delete data w-fs-dir
+    local.delete_dir(str(d / "w-fs-dir"))  # pyarrow.fs.LocalFileSystem.delete_dir delete data w-fs-dir
+    names = ["w-fs.bin", "w-fs2.bin", "w-fs3.bin", "w-fs-dir"]
+    return [info.type.name for info in local.get_file_info([str(d / name) for name in names])]  # metadata only
+
+
+def subtree_read():
+    subtree = pafs.SubTreeFileSystem(str(d / "parts"), pafs.LocalFileSystem())
+    with subtree.open_input_file("0.parquet") as source:  # pyarrow.fs.SubTreeFileSystem.open_input_file read data parts/0.parquet
+        return source.size()
+
+
 CALLS = [
     lambda: pq.read_table(d / "t.parquet").num_rows,  # pyarrow.parquet.read_table read data t.parquet
     lambda: pq.read_table(d / "parts").num_rows,  # pyarrow.parquet.read_table read data parts
@@ -75,8 +120,19 @@ CALLS = [
     lambda: ipc.open_file(d / "t.arrow").read_all().num_rows,  # pyarrow.ipc.open_file read data t.arrow
     lambda: ipc.open_stream(d / "t.stream").read_all().num_rows,  # pyarrow.ipc.open_stream read data t.stream
     ipc_writers,
-    lambda: ds.dataset(d / "parts").to_table().num_rows,  # pyarrow.dataset.dataset read data parts
-    lambda: ds.dataset([str(d / "t.parquet"), str(d / "parts" / "0.parquet")]).count_rows(),  # pyarrow.dataset.dataset read data t.parquet + pyarrow.dataset.dataset read data parts/0.parquet
+    lambda: ds.dataset(d / "parts").to_table().num_rows,  # pyarrow.dataset.dataset read data parts + pyarrow.dataset.Dataset.to_table read data parts
+    lambda: ds.dataset([str(d / "t.parquet"), str(d / "parts" / "0.parquet")]).count_rows(),  # pyarrow.dataset.dataset read data t.parquet + pyarrow.dataset.dataset read data parts/0.parquet + pyarrow.dataset.Dataset.count_rows read data t.parquet + pyarrow.dataset.Dataset.count_rows read data parts/0.parquet
+    lazy_scans,
+    lambda: fragment().to_table().num_rows,  # pyarrow.dataset.Fragment.to_table read data t.parquet
+    hand_made_dataset,
+    lambda: ds.Scanner.from_fragment(fragment(), schema=table.schema).to_table().num_rows,  # pyarrow.dataset.Scanner.to_table read data t.parquet
+    lambda: pafs.LocalFileSystem().open_input_file(str(d / "t.csv")).read(),  # pyarrow.fs.LocalFileSystem.open_input_file read data t.csv
+    lambda: pafs.LocalFileSystem().open_input_stream(str(d / "t.csv")).read(),  # pyarrow.fs.LocalFileSystem.open_input_stream read data t.csv
+    lambda: pafs.LocalFileSystem().open_append_stream(str(d / "w-append.bin")).close(),  # pyarrow.fs.LocalFileSystem.open_append_stream write data w-append.bin
+    lambda: len(pafs.LocalFileSystem().get_file_info(pafs.FileSelector(str(d / "parts")))),  # pyarrow.fs.LocalFileSystem.get_file_info list data parts
+    lambda: pafs.LocalFileSystem().get_file_info(str(d / "t.csv")).size,  # metadata only: no record
+    filesystem_files,
+    subtree_read,
     lambda: ds.write_dataset(table, d / "w-dataset", format="parquet"),  # pyarrow.dataset.write_dataset write data w-dataset
     lambda: pa.memory_map(str(d / "t.arrow")).size(),  # pyarrow.memory_map read data t.arrow
     lambda: pa.input_stream(str(d / "t.csv")).read(1),  # pyarrow.input_stream read data t.csv
