@@ -22,9 +22,8 @@ import uuid
 from typing import Callable
 
 from opentelemetry import trace
-from opentelemetry._logs import LogRecord, LoggerProvider, SeverityNumber, get_logger, get_logger_provider
+from opentelemetry._logs import LoggerProvider, SeverityNumber, get_logger, get_logger_provider
 from opentelemetry.metrics import get_meter
-from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
@@ -104,9 +103,10 @@ class AuditRecorder:
         configured in code (given, or the global one)."""
         from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
 
+        from otel_audit.delivery import otlp
         from otel_audit.delivery import shipper as delivery
 
-        self._encoder = delivery.RecordEncoder()
+        self._encoder = otlp.LogRecordEncoder()
         service = str(self._resource().attributes.get("service.name", "unknown_service"))
         factory, renewable = delivery.exporters_from_env, True
         if exporters is not None:
@@ -224,9 +224,17 @@ class AuditRecorder:
 
     def _spool(self, fields: dict) -> bool:
         """Durable delivery: the record on disk before the audited call returns.  False if it could not be."""
-        record = ReadableLogRecord(LogRecord(**fields), self._resource(), self._scope)
+        # What the SDK's LogRecord takes from the context (the span's, else the current one's) and its
+        # OTLP encoder writes, encoded directly (otel_audit.delivery.otlp)
+        span_context = trace.get_current_span(fields.get("context")).get_span_context()
+        encoder = self._encoder
+        payload = encoder.resource_logs(self._resource(), self._scope, encoder.log_record(
+            timestamp=fields["timestamp"], observed_timestamp=fields["observed_timestamp"],
+            severity_number=fields["severity_number"].value, severity_text=fields["severity_text"], body=fields["body"],
+            attributes=fields["attributes"], event_name=fields["event_name"], trace_id=span_context.trace_id,
+            span_id=span_context.span_id, trace_flags=int(span_context.trace_flags)))
         try:
-            self._shipper.append(self._encoder.encode(record))
+            self._shipper.append(payload)
             return True
         except OSError as exc:
             self.lost += 1

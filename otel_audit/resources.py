@@ -144,6 +144,10 @@ def default_excluded_prefixes() -> tuple[str, ...]:
     return tuple(sorted(prefixes))
 
 
+_UNKNOWN = object()
+VERDICTS_KEPT = 4096  # paths whose verdict is kept; the cache starts over when full
+
+
 class ResourcePolicy:
     """Which resources are audited, and how each is named and typed."""
 
@@ -155,6 +159,10 @@ class ResourcePolicy:
         self._model_extensions = tuple(config.model_extensions)
         self._model_paths = _compile_globs(config.model_paths)
         self._said_outside_include = self._said_excluded = False
+        # absolute path as given -> normalised path, or None when it is not audited: the policy's verdict on
+        # a path does not change, and programs open the same paths again and again (an excluded access then
+        # costs a dict lookup instead of normpath and the globs)
+        self._verdicts: dict[str, str | None] = {}
 
     # -- policy ------------------------------------------------------------
     def _excluded_by_default(self, path: str) -> bool:
@@ -226,11 +234,20 @@ class ResourcePolicy:
         return self.describe_path(path, api_type)
 
     def describe_path(self, path: str, api_type: str = schema.TYPE_DATA) -> dict | None:
-        if not path or "\x00" in path:
-            return None  # the call itself will refuse it; there is no resource to name
-        path = os.path.abspath(path)
-        if not self.audits_path(path):
+        verdicts = self._verdicts
+        normalised = verdicts.get(path, _UNKNOWN)
+        if normalised is _UNKNOWN:
+            if not path or "\x00" in path:
+                return None  # the call itself will refuse it; there is no resource to name
+            absolute = os.path.abspath(path)
+            normalised = absolute if self.audits_path(absolute) else None
+            if path[0] == os.sep:  # a relative path's verdict depends on the working directory: not kept
+                if len(verdicts) >= VERDICTS_KEPT:
+                    verdicts.clear()
+                verdicts[path] = normalised
+        if normalised is None:
             return None
+        path = normalised
         return {
             schema.AUDIT_RESOURCE_URI: file_uri(path),
             schema.AUDIT_RESOURCE_TYPE: self.resource_type(path, api_type, local=True),

@@ -142,6 +142,7 @@ def records_from_jsonl(path) -> list[dict]:
 class _Collected:
     def __init__(self):
         self.requests: list[logs_service_pb2.ExportLogsServiceRequest] = []
+        self.headers: list[dict[str, str]] = []  # of each logs request: gRPC metadata, or HTTP headers (lower-case)
         self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -198,6 +199,7 @@ class GrpcLogsReceiver(_Collected):
             def Export(self, request, context):
                 if delay:
                     time.sleep(delay)  # a slow collector
+                receiver.headers.append({k.lower(): v for k, v in context.invocation_metadata()})
                 receiver.add(request)
                 return logs_service_pb2.ExportLogsServiceResponse()
 
@@ -254,6 +256,8 @@ class HttpLogsReceiver(_Collected):
                     self.end_headers()
                     return
                 request_type, response_type, collect = services[self.path]
+                if collect == receiver.add:
+                    receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
                 request = request_type()
                 request.ParseFromString(body)
                 collect(request)

@@ -101,6 +101,30 @@ def test_exclude_globs(tmp_path):
         assert _uris(pipeline) == [f"file://{tmp_path}/keep.csv"]
 
 
+def test_verdicts_kept_per_path_give_the_same_answers_again_and_relative_paths_follow_the_cwd(tmp_path, monkeypatch):
+    """The policy keeps its verdict per absolute path (the excluded access's fast path): asked again, the
+    same answers; a relative path is judged anew where the program is now; the cache stays bounded."""
+    from otel_audit.resources import VERDICTS_KEPT, ResourcePolicy
+
+    for d in ("scratch", "data"):
+        (tmp_path / d).mkdir()
+    policy = ResourcePolicy(AuditConfig(exclude_paths=(f"{tmp_path}/scratch/*",)))
+    for _ in range(3):
+        assert policy.describe_path(f"{tmp_path}/scratch/x.csv") is None
+        assert policy.describe_path(f"{tmp_path}/data/../scratch/y.csv") is None  # normalised before judged
+        kept = policy.describe_path(f"{tmp_path}/data/./x.csv")
+        assert kept[schema.FILE_PATH] == f"{tmp_path}/data/x.csv"
+        kept[schema.FILE_PATH] = "changed by a hook"  # each answer is a new dict
+    monkeypatch.chdir(tmp_path / "scratch")
+    assert policy.describe_path("x.csv") is None
+    monkeypatch.chdir(tmp_path / "data")
+    assert policy.describe_path("x.csv")[schema.AUDIT_RESOURCE_URI] == f"file://{tmp_path}/data/x.csv"
+    for n in range(VERDICTS_KEPT + 5):
+        policy.describe_path(f"{tmp_path}/data/{n}.csv")
+    assert len(policy._verdicts) <= VERDICTS_KEPT
+    assert policy.describe_path(f"{tmp_path}/scratch/x.csv") is None
+
+
 def test_include_globs_are_an_allow_list_and_override_default_exclusions(tmp_path):
     (tmp_path / "a.csv").write_text("a")
     (tmp_path / "b.txt").write_text("b")

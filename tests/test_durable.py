@@ -361,26 +361,148 @@ def test_spawned_pool_executor_and_subprocess_children(tmp_path, grpc_receiver):
     assert len(instances) == len(pids) >= 4  # parent, >= 2 workers, the subprocess: each its own identity
 
 
-def test_record_encoder_matches_the_sdk_encoding():
+def test_record_encoder_writes_what_the_sdk_encoder_writes_byte_for_byte():
+    """otel_audit.delivery.otlp writes the record path's protobuf by hand: for every value type, length and
+    context, the very bytes the SDK's OTLP encoder makes, and they decode as the record they encode."""
     from opentelemetry._logs import LogRecord, SeverityNumber
+    from opentelemetry.proto.logs.v1 import logs_pb2
     from opentelemetry.sdk._logs import ReadableLogRecord
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    from otel_audit.delivery.shipper import RecordEncoder, decode_record, encode_record
+    from otel_audit.delivery.otlp import CACHE_LIMIT, LogRecordEncoder
+    from otel_audit.delivery.shipper import decode_record, encode_record
 
-    encoder = RecordEncoder()
+    encoder = LogRecordEncoder()
     scope = InstrumentationScope("otel_audit", "0.1.0", None, {"audit.schema.version": "1"})
+    values = ["", "x", "é" * 300, "y" * 70_000, "\x00\n\u2028", 0, 1, 127, 128, 300, -1, -(1 << 63), (1 << 63) - 1,
+              1 << 40, True, False, 0.0, -2.5, float("inf"), b"", b"\xff\x00", ("a", "", "é"), (), [1, "two", 3.0],
+              {"k": "v", "n": 1}, None]
+    checked = 0
     for resource in (Resource.create({"service.name": "a"}), Resource({"service.name": "b", "k": 1}, "https://schema/1")):
-        for i, body in enumerate(["x", "é" * 300, "y" * 70_000]):  # lengths over one and two varint bytes
-            record = ReadableLogRecord(LogRecord(
-                timestamp=10 + i, observed_timestamp=20 + i, severity_number=SeverityNumber.WARN, severity_text="WARN",
-                body=body, attributes={"audit.seq": i, "audit.api": "builtins.open", "file.size": 1 << 40},
-                event_name="audit.access", trace_id=0xABC if i else 0, span_id=0xDEF if i else 0), resource, scope)
-            assert encoder.encode(record) == encode_record(record)
-            (back,) = decode_record(encoder.encode(record))
-            assert back.log_record.body == body and back.log_record.attributes["file.size"] == 1 << 40
-            assert back.resource.attributes == resource.attributes
+        for i, value in enumerate(values):
+            for trace_id, span_id, flags in ((0, 0, 0), (0xABC, 0xDEF, 1), ((1 << 128) - 1, (1 << 64) - 1, 0)):
+                attributes = {"audit.seq": i, "audit.api": "builtins.open", "value": value, "": "empty key",
+                              "file.size": 1 << 40}
+                record = ReadableLogRecord(LogRecord(
+                    timestamp=10 + i, observed_timestamp=20 + i, severity_number=SeverityNumber.WARN,
+                    severity_text="WARN", body=value if isinstance(value, str) else f"body {i}", attributes=attributes,
+                    event_name="audit.access", trace_id=trace_id, span_id=span_id, trace_flags=flags), resource, scope)
+                for _ in range(2):  # the second time from the caches
+                    assert encoder.encode(record) == encode_record(record), (value, trace_id)
+                parsed = logs_pb2.ResourceLogs.FromString(encoder.encode(record))
+                assert parsed == logs_pb2.ResourceLogs.FromString(encode_record(record))
+                (back,) = decode_record(encoder.encode(record))
+                assert back.log_record.body == record.log_record.body
+                assert back.log_record.attributes["file.size"] == 1 << 40
+                assert (back.log_record.trace_id, back.log_record.span_id) == (trace_id, span_id)
+                assert back.resource.attributes == resource.attributes
+                checked += 1
+    assert checked == 2 * len(values) * 3
+    # no timestamp, no severity, no event name, an empty body: each field left out as the SDK leaves it out
+    bare = ReadableLogRecord(LogRecord(observed_timestamp=5, attributes={}), Resource.create({}), scope)
+    assert encoder.encode(bare) == encode_record(bare)
+    # the pair cache is bounded: it starts over when full, and what it holds stays right
+    for n in range(CACHE_LIMIT + 10):
+        one = ReadableLogRecord(LogRecord(observed_timestamp=1, attributes={"file.path": f"/d/{n}"}), resource, scope)
+        assert encoder.encode(one) == encode_record(one)
+    assert len(encoder._pairs) <= CACHE_LIMIT
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_otlp_exporters_get_the_spooled_bytes_through_their_own_transport_and_settings(tmp_path, monkeypatch,
+                                                                                        protocol):
+    """The stock OTLP exporter, made from OTEL_EXPORTER_OTLP_* as the SDK makes it, sends the spooled
+    bytes: each request is exactly the message the SDK's encoder makes of the same records, with the
+    exporter's headers and compression, two requests for more than one batch."""
+    from opentelemetry._logs import LogRecord, SeverityNumber
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+    from opentelemetry.sdk._logs import ReadableLogRecord
+    from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, InMemoryLogRecordExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from otel_audit.delivery import otlp, spool, transport
+    from otel_audit.delivery.shipper import BATCH_SIZE, deliver_segment, exporters_from_env
+    from otel_audit.delivery.sink import AuditFileLogExporter
+
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+    receiver = (GrpcLogsReceiver() if protocol == "grpc" else HttpLogsReceiver()).start()
+    settings = {"OTEL_LOGS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_INSECURE": "true",
+                "OTEL_EXPORTER_OTLP_HEADERS": "x-audit-token=s3cret,x-team=ml",
+                "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"}
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    (name, exporter), = exporters_from_env().items()
+    try:
+        assert transport.sender_for(name, exporter) is not None
+        scope = InstrumentationScope("otel_audit", "0.1.0", None, {"audit.schema.version": "1"})
+        resource = Resource.create({"service.name": "wire", "service.instance.id": "i-1"})
+        records = [ReadableLogRecord(LogRecord(
+            timestamp=1_000 + i, observed_timestamp=2_000 + i, severity_number=SeverityNumber.INFO,
+            severity_text="INFO", body=f"root read data file:///d/{i} via builtins.open (success)",
+            attributes={"audit.seq": i + 1, "audit.resource.uri": f"file:///d/{i}", "file.size": i * 4096,
+                        "audit.resource.files": ("config.json", f"shard-{i}")},
+            event_name="audit.access", trace_id=i * 7919, span_id=i * 13, trace_flags=i % 2), resource, scope)
+            for i in range(BATCH_SIZE + 88)]
+        writer = spool.SegmentWriter(str(tmp_path))
+        encoder = otlp.LogRecordEncoder()
+        for record in records:
+            writer.append(encoder.encode(record))
+        acks, complete = deliver_segment(writer.path, {name: exporter}, {}, complete_only=False)
+        assert complete and acks == {name: os.path.getsize(writer.path)}
+        assert len(receiver.wait_for(len(records))) == len(records)
+        assert receiver.requests == [encode_logs(records[:BATCH_SIZE]), encode_logs(records[BATCH_SIZE:])]
+        assert len(receiver.headers) == 2
+        for headers in receiver.headers:
+            assert (headers["x-audit-token"], headers["x-team"]) == ("s3cret", "ml")
+            if protocol != "grpc":
+                assert headers["content-encoding"] == "gzip"
+    finally:
+        exporter.shutdown()
+        receiver.stop()
+    # the exporters otel-audit cannot hand bytes to get SDK records decoded from the spool
+    for other in (AuditFileLogExporter(tmp_path / "t.jsonl"), ConsoleLogRecordExporter(), InMemoryLogRecordExporter()):
+        assert transport.sender_for("other", other) is None
+
+
+def test_a_spooled_record_that_is_not_otlp_is_skipped_and_said_the_others_delivered(tmp_path, capfd):
+    from otel_audit import diagnostics
+    from otel_audit.delivery import otlp, spool
+    from otel_audit.delivery.shipper import deliver_segment, exporters_from_env
+
+    from opentelemetry._logs import LogRecord
+    from opentelemetry.sdk._logs import ReadableLogRecord
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    receiver = GrpcLogsReceiver().start()
+    writer = spool.SegmentWriter(str(tmp_path))
+    encoder = otlp.LogRecordEncoder()
+    for body in ("before", None, "after"):
+        writer.append(b"\x0a\xff\xff\x03not protobuf" if body is None else encoder.encode(ReadableLogRecord(
+            LogRecord(body=body, observed_timestamp=1), Resource.create({}), InstrumentationScope("t"))))
+    diagnostics._forget()
+    env = {"OTEL_LOGS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_INSECURE": "true"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        (name, exporter), = exporters_from_env().items()
+        acks, complete = deliver_segment(writer.path, {name: exporter}, {}, complete_only=False)
+        exporter.shutdown()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        receiver.stop()
+    assert complete and [r["body"] for r in receiver.records()] == ["before", "after"]
+    assert "not decodable (a field runs past the end); skipped" in capfd.readouterr().err
 
 
 def test_flush_delivers_records_only_where_their_process_meant_them_to_go(tmp_path):

@@ -3,7 +3,7 @@
 ``OTEL_PYTHON_AUDIT_DELIVERY=durable`` routes audit records around the SDK's
 in-memory ``BatchLogRecordProcessor``:
 
-1. the recorder encodes each record (OTLP protobuf, with the SDK's encoder)
+1. the recorder encodes each record (OTLP protobuf, :mod:`otel_audit.delivery.otlp`)
    and appends it to this process's spool segment before the audited call
    returns (:mod:`otel_audit.delivery.spool`);
 2. a background shipper reads the segment, rebuilds the records and exports
@@ -28,11 +28,10 @@ import re
 import sys
 import threading
 import time
+from functools import partial
 from typing import Callable, Iterable, NamedTuple, Sequence
 
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.exporter.otlp.proto.common._internal import _encode_instrumentation_scope, _encode_resource
-from opentelemetry.exporter.otlp.proto.common._internal._log_encoder import _encode_log
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -42,12 +41,13 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import TraceFlags
 
 from otel_audit import diagnostics
-from otel_audit.delivery import ownfiles, spool
+from otel_audit.delivery import otlp, ownfiles, spool, transport
 
 BATCH_SIZE = 512  # records per export call
 MAX_BACKOFF = 30.0  # seconds between retries, at most, while the collector is down
 ORPHAN_SCAN_INTERVAL = 5.0  # seconds between looks for segments of ended processes
 RETRY_BROKEN_SPOOL = 5.0  # seconds before an unwritable spool is tried again
+SHIPMENT_GAP = 0.02  # seconds a shipment waits after the record that woke it, for the ones that follow
 
 
 class SpoolFull(OSError):
@@ -59,51 +59,6 @@ class SpoolFull(OSError):
 def encode_record(record: ReadableLogRecord) -> bytes:
     """One record as a serialized OTLP ``ResourceLogs``: self-contained (resource and scope included)."""
     return encode_logs([record]).resource_logs[0].SerializeToString()
-
-
-def _length_delimited(field: int, payload: bytes) -> bytes:
-    """A protobuf length-delimited field: tag, varint length, bytes."""
-    header = bytearray([(field << 3) | 2])
-    length = len(payload)
-    while length > 0x7F:
-        header.append((length & 0x7F) | 0x80)
-        length >>= 7
-    header.append(length)
-    return bytes(header) + payload
-
-
-class RecordEncoder:
-    """:func:`encode_record`, with the resource and scope encoded once instead of per record.
-
-    A serialized message is the concatenation of its fields, so ``ResourceLogs``
-    is ``resource | scope_logs | schema_url`` and ``ScopeLogs`` is
-    ``scope | log_record | schema_url``: only the log record is new each time.
-    The parts are rebuilt whenever the resource object changes (a forked child
-    gets a new ``service.instance.id``).
-    """
-
-    def __init__(self):
-        self._key: tuple | None = None
-        self._parts = (b"", b"", b"", b"")
-
-    def _rebuild(self, resource, scope) -> None:
-        resource_logs = logs_pb2.ResourceLogs(resource=_encode_resource(resource), schema_url=resource.schema_url or None)
-        scope_logs = logs_pb2.ScopeLogs(scope=_encode_instrumentation_scope(scope),
-                                        schema_url=(scope.schema_url if scope else None) or None)
-        resource_head = logs_pb2.ResourceLogs(resource=resource_logs.resource).SerializeToString()
-        resource_tail = logs_pb2.ResourceLogs(schema_url=resource_logs.schema_url).SerializeToString()
-        scope_head = logs_pb2.ScopeLogs(scope=scope_logs.scope).SerializeToString()
-        scope_tail = logs_pb2.ScopeLogs(schema_url=scope_logs.schema_url).SerializeToString()
-        self._parts = (resource_head, resource_tail, scope_head, scope_tail)
-        self._key = (resource, scope)
-
-    def encode(self, record: ReadableLogRecord) -> bytes:
-        key = self._key
-        if key is None or key[0] is not record.resource or key[1] is not record.instrumentation_scope:
-            self._rebuild(record.resource, record.instrumentation_scope)
-        resource_head, resource_tail, scope_head, scope_tail = self._parts
-        log = _length_delimited(2, _encode_log(record).SerializeToString())
-        return resource_head + _length_delimited(2, scope_head + log + scope_tail) + resource_tail
 
 
 def _value(any_value):
@@ -294,18 +249,56 @@ def _batches(frames: Iterable, report_damage: bool) -> Iterable[tuple[list[Reada
         yield batch, end
 
 
+def _request_batches(frames: Iterable, report_damage: bool) -> Iterable[tuple[list[otlp.Parts], int]]:
+    """As :func:`_batches`, for an exporter that takes the spooled bytes (:mod:`.transport`): each
+    record taken apart (:func:`otlp.resource_logs_parts`), not decoded."""
+    batch: list[otlp.Parts] = []
+    end = None
+    for item in frames:
+        if isinstance(item, spool.Damage):
+            if report_damage:
+                diagnostics.report(f"spool damage skipped: {item}; the intact records around it are delivered")
+            continue
+        try:
+            batch.append(otlp.resource_logs_parts(item.payload))
+        except otlp.NotOtlp as exc:  # a frame with a valid checksum but not our encoding
+            diagnostics.report(f"spool record at offset {item.offset} of an otel-audit segment not decodable "
+                               f"({exc}); skipped")
+        end = item.end
+        if len(batch) >= BATCH_SIZE:
+            yield batch, end
+            batch = []
+    if end is not None:
+        yield batch, end
+
+
+def _send(name: str, sender: transport.Sender, batch: list[otlp.Parts]) -> bool:
+    try:
+        return sender(otlp.export_request(batch))
+    except Exception as exc:
+        diagnostics.report(f"exporter {name!r} failed ({type(exc).__name__}: {exc}); retrying",
+                           key=f"export:{name}:{type(exc).__name__}")
+        return False
+
+
 def deliver_segment(path: str, exporters: dict[str, LogRecordExporter], acks: dict[str, int], *,
                     complete_only: bool) -> tuple[dict[str, int], bool]:
     """Ship ``path`` to each exporter from its own acknowledged offset (at least once to each: an
     exporter that failed gets the batch again, the others do not).  Returns the new offsets, and
-    whether every exporter has everything readable."""
+    whether every exporter has everything readable.  The OTLP exporters get the spooled bytes as
+    they are (:mod:`.transport`); the others, SDK records decoded from them."""
     acks = dict(acks)
     complete = True
     for name, exporter in exporters.items():
         start = acks.get(name, 0)
         frames = spool.read_frames(path, start, complete_only=complete_only)
-        for batch, end in _batches(frames, report_damage=not complete_only):
-            if batch and not export(name, exporter, batch):
+        sender = transport.sender_for(name, exporter)
+        if sender is None:
+            batches, ship = _batches(frames, report_damage=not complete_only), partial(export, name, exporter)
+        else:
+            batches, ship = _request_batches(frames, report_damage=not complete_only), partial(_send, name, sender)
+        for batch, end in batches:
+            if batch and not ship(batch):
                 complete = False
                 break
             acks[name] = end
@@ -444,6 +437,7 @@ class Shipper:
         self._taken_seen = 0
         self._abandoned: list[dict[str, LogRecordExporter]] = []
         self._wake = threading.Event()
+        self._stop_requested = threading.Event()
         self._stopping = False
         self._deadline = float("inf")
         self._thread: threading.Thread | None = None
@@ -501,7 +495,9 @@ class Shipper:
             with self._start_lock:
                 if self._started_pid != os.getpid():
                     self._start()  # the first record, or the first in a forked child (threads do not survive fork)
-        self._wake.set()
+        wake = self._wake
+        if not wake.is_set():  # (set already: the shipper clears it before it reads, so it will read this record)
+            wake.set()
 
     def _renew_start_lock(self) -> None:
         self._start_lock = threading.Lock()
@@ -515,6 +511,7 @@ class Shipper:
         self._stopping = False
         self._deadline = float("inf")
         self._wake = threading.Event()
+        self._stop_requested = threading.Event()
         self._thread = threading.Thread(target=self._run, name="otel-audit-shipper", daemon=True)
         self._thread.start()
         # multiprocessing children (DataLoader and Pool workers) leave through os._exit, skipping
@@ -532,6 +529,10 @@ class Shipper:
                 return  # with no exporter there is nothing to wait for: the records stay spooled
             backoff = self.interval if ok else min(backoff * 2, MAX_BACKOFF)
             self._wake.wait(min(backoff, max(0.0, self._deadline - time.monotonic())))
+            if ok and not self._stopping:
+                # records are on disk: wait a moment for more, so that a steady stream of accesses is
+                # shipped in requests of many records, not one each (at exit, no waiting)
+                self._stop_requested.wait(SHIPMENT_GAP)
             self._wake.clear()
 
     def _renew_exporters_if_descriptors_were_taken(self) -> None:
@@ -598,6 +599,7 @@ class Shipper:
             return
         self._deadline = time.monotonic() + self.shutdown_timeout
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()
         thread.join(self.shutdown_timeout + 0.5)  # never hang the program's exit beyond the bound
         if self.pending():
