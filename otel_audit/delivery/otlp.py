@@ -7,7 +7,8 @@ messages to serialize them: it writes each field's bytes, in field-number order,
 protobuf runtime does (``tests/test_durable.py`` compares the two byte for byte and field by field).
 What repeats is encoded once and kept: each attribute key, and each (key, string value) pair
 (the user, the API, the action, the paths a program reads again and again), in a bounded cache.
-The resource and the scope, constant in a process, are encoded once by the SDK's own encoder.
+The resource and the scope, constant in a process, are encoded once by the SDK's own encoder
+(imported with protobuf at the first record, not when a program starts).
 
 Only the record path uses this; everything that reads records (the shipper's fallback for
 exporters it cannot hand bytes to, ``otel-audit show``) parses them with ``opentelemetry-proto``.
@@ -18,9 +19,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-from opentelemetry.exporter.otlp.proto.common._internal import _encode_instrumentation_scope, _encode_resource
-from opentelemetry.proto.logs.v1 import logs_pb2
 
 from otel_audit import diagnostics, schema
 
@@ -118,6 +116,10 @@ class LogRecordEncoder:
         self._keys: dict[str, bytes] = {}  # key -> its KeyValue.key field
 
     def _rebuild(self, resource, scope) -> None:
+        # the SDK's encoder and protobuf: at the first record, not at start
+        from opentelemetry.exporter.otlp.proto.common._internal import _encode_instrumentation_scope, _encode_resource
+        from opentelemetry.proto.logs.v1 import logs_pb2
+
         resource_head = logs_pb2.ResourceLogs(resource=_encode_resource(resource)).SerializeToString()
         resource_tail = logs_pb2.ResourceLogs(schema_url=resource.schema_url or None).SerializeToString()
         scope_head = logs_pb2.ScopeLogs(scope=_encode_instrumentation_scope(scope)).SerializeToString()

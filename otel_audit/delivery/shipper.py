@@ -32,8 +32,6 @@ from functools import partial
 from typing import Callable, Iterable, NamedTuple, Sequence
 
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.resources import Resource
@@ -58,6 +56,8 @@ class SpoolFull(OSError):
 
 def encode_record(record: ReadableLogRecord) -> bytes:
     """One record as a serialized OTLP ``ResourceLogs``: self-contained (resource and scope included)."""
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+
     return encode_logs([record]).resource_logs[0].SerializeToString()
 
 
@@ -76,6 +76,8 @@ def _attributes(key_values) -> dict:
 
 def decode_record(payload: bytes) -> list[ReadableLogRecord]:
     """The records in one spooled payload, ready for any SDK ``LogRecordExporter``."""
+    from opentelemetry.proto.logs.v1 import logs_pb2  # (protobuf: only once there is a record to decode)
+
     resource_logs = logs_pb2.ResourceLogs.FromString(payload)
     resource = Resource(_attributes(resource_logs.resource.attributes), resource_logs.schema_url or None)
     records = []
