@@ -54,3 +54,29 @@ def test_bench_access_quick_runs_and_counts_records():
     for case in ("bare", "audited", "spans", "durable"):
         assert re.search(rf"^\s+{case}\s+\d+\.\d+\s+\d+\.\d+×\s+-?\d+\.\d+\s", hot_table, re.MULTILINE), (case, output)
     assert re.search(r"^excluded extra = -?\d+\.\d\d µs \(target ≤ 0\.5 µs\)$", output, re.MULTILINE), output
+
+
+def test_bench_throughput_delivers_every_record_from_the_threads():
+    done = subprocess.run(
+        [sys.executable, str(BENCH.parent / "bench_throughput.py"), "--records", "4000", "--threads", "4"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert "4,000 records from 4 threads, durable delivery over OTLP grpc:" in done.stdout, done.stdout
+    # every record reached the receiver (the script exits 1 otherwise), and each row is printed
+    assert re.search(r"^  delivered +[\d,]+ records/s, first access to the receiver holding all 4,000 ", done.stdout,
+                     re.MULTILINE), done.stdout
+    for row in ("bare accesses", "audited accesses", "process CPU", "resident memory"):
+        assert f"  {row} " in done.stdout, done.stdout
+
+
+def test_bench_startup_compares_with_otel_audit_disabled():
+    done = subprocess.run(
+        [sys.executable, str(BENCH.parent / "bench_startup.py"), "--repeat", "2"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    for what in ("wall", "CPU (user + system)"):
+        block = done.stdout.split(f"  {what}:\n", 1)[1]
+        assert re.match(r"    without otel-audit +\d+\.\d ms .*\n    with otel-audit +\d+\.\d ms .*\n"
+                        r"    added +[+-]\d+\.\d ms +\(\d\.\d\dx; target <= \+15 ms: (met|NOT met)\)", block), done.stdout
