@@ -80,3 +80,14 @@ def test_bench_startup_compares_with_otel_audit_disabled():
         block = done.stdout.split(f"  {what}:\n", 1)[1]
         assert re.match(r"    without otel-audit +\d+\.\d ms .*\n    with otel-audit +\d+\.\d ms .*\n"
                         r"    added +[+-]\d+\.\d ms +\(\d\.\d\dx; target <= \+15 ms: (met|NOT met)\)", block), done.stdout
+
+
+def test_bench_workloads_runs_plain_and_audited_and_prints_the_ratios():
+    done = subprocess.run(
+        [sys.executable, str(BENCH.parent / "bench_workloads.py"), "--workloads", "npy-small,csv-small", "--repeat", "1"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    for name in ("npy-small", "csv-small"):
+        assert re.search(rf"^  {name} +\d+\.\d+ s +\d+\.\d+ s +\d+\.\d+x  CPU <= 1\.15x: (met|NOT met)$", done.stdout,
+                         re.MULTILINE), done.stdout

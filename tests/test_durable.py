@@ -399,6 +399,25 @@ def test_record_encoder_writes_what_the_sdk_encoder_writes_byte_for_byte():
                 assert back.resource.attributes == resource.attributes
                 checked += 1
     assert checked == 2 * len(values) * 3
+    # and the audit_file sink's line of the spooled bytes is the line the stock OTLP/JSON encoder writes
+    from opentelemetry.exporter.otlp.json.file._internal import _format_line
+    from opentelemetry.exporter.otlp.json.file._log_exporter import _encode_logs_to_dict
+
+    from otel_audit.delivery.otlp import export_request, request_json, resource_logs_parts
+
+    batch = []
+    for resource in (Resource.create({"service.name": "a"}), Resource({"service.name": "b", "k": 1}, "https://s/1")):
+        for i, value in enumerate([*values, float("nan"), float("-inf"), (float("nan"), 1)]):
+            batch.append(ReadableLogRecord(LogRecord(
+                timestamp=10 + i, observed_timestamp=20 + i, severity_number=SeverityNumber.INFO, severity_text="INFO",
+                body=value, attributes={"value": value, "": "empty key", "audit.seq": i}, event_name="audit.access",
+                trace_id=i * 977, span_id=i * 31, trace_flags=i % 2), resource, scope))
+    for records in ([one] for one in batch):  # each record alone, then the whole batch in one request
+        request = export_request([resource_logs_parts(encoder.encode(r)) for r in records])
+        assert _format_line(request_json(request)) == _format_line(_encode_logs_to_dict(records)), records
+    request = export_request([resource_logs_parts(encoder.encode(r)) for r in batch])
+    assert _format_line(request_json(request)) == _format_line(_encode_logs_to_dict(batch))
+    assert request_json(export_request([])) is None and _encode_logs_to_dict([]) is None
     # no timestamp, no severity, no event name, an empty body: each field left out as the SDK leaves it out
     bare = ReadableLogRecord(LogRecord(observed_timestamp=5, attributes={}), Resource.create({}), scope)
     assert encoder.encode(bare) == encode_record(bare)
@@ -464,8 +483,9 @@ def test_otlp_exporters_get_the_spooled_bytes_through_their_own_transport_and_se
     finally:
         exporter.shutdown()
         receiver.stop()
-    # the exporters otel-audit cannot hand bytes to get SDK records decoded from the spool
-    for other in (AuditFileLogExporter(tmp_path / "t.jsonl"), ConsoleLogRecordExporter(), InMemoryLogRecordExporter()):
+    # the audit_file sink takes the bytes too; exporters otel-audit cannot hand bytes to get SDK records
+    assert transport.sender_for("audit_file", AuditFileLogExporter(tmp_path / "t.jsonl")) is not None
+    for other in (ConsoleLogRecordExporter(), InMemoryLogRecordExporter()):
         assert transport.sender_for("other", other) is None
 
 

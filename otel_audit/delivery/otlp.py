@@ -16,6 +16,8 @@ exporters it cannot hand bytes to, ``otel-audit show``) parses them with ``opent
 
 from __future__ import annotations
 
+import base64
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -290,3 +292,113 @@ def export_request(batch: Sequence[Parts]) -> bytes:
                               for (scope, scope_schema), records in groups.items())
         out.append(_delimited(b"\x0a", resource + scope_logs + resource_schema))
     return b"".join(out)
+
+
+# -- a request as the OTLP/JSON the audit_file sink writes ------------------------------------------
+
+def request_json(request: bytes) -> dict | None:
+    """A serialized ``ExportLogsServiceRequest`` as the dict OpenTelemetry's OTLP/JSON encoder makes of the
+    same records (``opentelemetry-exporter-otlp-json-common``, which the stock ``FileLogExporter`` and the
+    ``audit_file`` sink write): its keys in its order, 64-bit integers as strings, ids in hex, bytes in
+    base64, enums as numbers.  ``None`` for a request without records, as that encoder gives."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    parsed = ExportLogsServiceRequest.FromString(request)
+    if not parsed.resource_logs:
+        return None
+    return {"resourceLogs": [_resource_logs_json(r) for r in parsed.resource_logs]}
+
+
+def _resource_logs_json(resource_logs) -> dict:
+    out: dict[str, Any] = {}
+    if resource_logs.HasField("resource"):
+        resource, fields = resource_logs.resource, {}
+        if resource.attributes:
+            fields["attributes"] = [_key_value_json(kv) for kv in resource.attributes]
+        if resource.dropped_attributes_count:
+            fields["droppedAttributesCount"] = resource.dropped_attributes_count
+        out["resource"] = fields
+    if resource_logs.scope_logs:
+        out["scopeLogs"] = [_scope_logs_json(s) for s in resource_logs.scope_logs]
+    if resource_logs.schema_url:
+        out["schemaUrl"] = resource_logs.schema_url
+    return out
+
+
+def _scope_logs_json(scope_logs) -> dict:
+    out: dict[str, Any] = {}
+    if scope_logs.HasField("scope"):
+        scope, fields = scope_logs.scope, {}
+        if scope.name:
+            fields["name"] = scope.name
+        if scope.version:
+            fields["version"] = scope.version
+        if scope.attributes:
+            fields["attributes"] = [_key_value_json(kv) for kv in scope.attributes]
+        if scope.dropped_attributes_count:
+            fields["droppedAttributesCount"] = scope.dropped_attributes_count
+        out["scope"] = fields
+    if scope_logs.log_records:
+        out["logRecords"] = [_log_record_json(r) for r in scope_logs.log_records]
+    if scope_logs.schema_url:
+        out["schemaUrl"] = scope_logs.schema_url
+    return out
+
+
+def _log_record_json(log) -> dict:
+    out: dict[str, Any] = {}
+    if log.time_unix_nano:
+        out["timeUnixNano"] = str(log.time_unix_nano)
+    if log.observed_time_unix_nano:
+        out["observedTimeUnixNano"] = str(log.observed_time_unix_nano)
+    if log.severity_number:
+        out["severityNumber"] = int(log.severity_number)
+    if log.severity_text:
+        out["severityText"] = log.severity_text
+    if log.HasField("body"):
+        out["body"] = _any_value_json(log.body)
+    if log.attributes:
+        out["attributes"] = [_key_value_json(kv) for kv in log.attributes]
+    if log.dropped_attributes_count:
+        out["droppedAttributesCount"] = log.dropped_attributes_count
+    if log.flags:
+        out["flags"] = log.flags
+    if log.trace_id:
+        out["traceId"] = log.trace_id.hex()
+    if log.span_id:
+        out["spanId"] = log.span_id.hex()
+    if log.event_name:
+        out["eventName"] = log.event_name
+    return out
+
+
+def _key_value_json(key_value) -> dict:
+    out: dict[str, Any] = {}
+    if key_value.key:
+        out["key"] = key_value.key
+    if key_value.HasField("value"):
+        out["value"] = _any_value_json(key_value.value)
+    return out
+
+
+def _any_value_json(value) -> dict:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return {"stringValue": value.string_value}
+    if kind == "int_value":
+        return {"intValue": str(value.int_value)}
+    if kind == "bool_value":
+        return {"boolValue": value.bool_value}
+    if kind == "double_value":
+        number = value.double_value
+        return {"doubleValue": "NaN" if math.isnan(number) else
+                ("Infinity" if number > 0 else "-Infinity") if math.isinf(number) else number}
+    if kind == "array_value":
+        values = value.array_value.values
+        return {"arrayValue": {"values": [_any_value_json(v) for v in values]} if values else {}}
+    if kind == "kvlist_value":
+        values = value.kvlist_value.values
+        return {"kvlistValue": {"values": [_key_value_json(kv) for kv in values]} if values else {}}
+    if kind == "bytes_value":
+        return {"bytesValue": base64.b64encode(value.bytes_value).decode("ascii")}
+    return {}

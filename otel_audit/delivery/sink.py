@@ -40,7 +40,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from otel_audit import diagnostics
 from otel_audit.config import AuditConfig
-from otel_audit.delivery import ownfiles
+from otel_audit.delivery import otlp, ownfiles
 
 
 class AuditFileLogExporter(LogRecordExporter):
@@ -52,10 +52,19 @@ class AuditFileLogExporter(LogRecordExporter):
         self._shutdown = False
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        return self._write(_encode_logs_to_dict, batch)
+
+    def export_request(self, request: bytes) -> bool:
+        """The durable shipper's way in: a serialized ``ExportLogsServiceRequest`` of spooled records,
+        written as the very line :meth:`export` writes for the same records (``otlp.request_json``),
+        without decoding them into SDK records first."""
+        return self._write(otlp.request_json, request) == LogRecordExportResult.SUCCESS
+
+    def _write(self, encode, data) -> LogRecordExportResult:
         if self._shutdown:
             return LogRecordExportResult.FAILURE
         try:
-            encoded = _encode_logs_to_dict(batch)
+            encoded = encode(data)
             if encoded is None:
                 return LogRecordExportResult.SUCCESS
             line = _format_line(encoded).encode("utf-8")

@@ -14,9 +14,10 @@ assembled from the spooled bytes and handed to the exporter's own transport:
   ``LogsService/Export`` method with the request bytes passed through; a channel that reports
   ``UNAVAILABLE`` is renewed as the exporter renews it.
 
-Only these attributes of the stock exporters are relied on; an exporter without them (another
-version, another class, ``audit_file``, ``console``) gets SDK records decoded from the spool, as
-before (:func:`sender_for` returns ``None``).  Retrying is the shipper's: a failed request is sent
+The ``audit_file`` sink takes the request too (``AuditFileLogExporter.export_request``: the same
+OTLP/JSON line its ``export`` writes).  Only these attributes of the stock exporters are relied on;
+an exporter without them (another version, another class, ``console``) gets SDK records decoded
+from the spool, as before (:func:`sender_for` returns ``None``).  Retrying is the shipper's: a failed request is sent
 again with backoff until it is acknowledged.
 """
 
@@ -34,6 +35,8 @@ _LOGS_EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 def sender_for(name: str, exporter: object) -> Sender | None:
     """How to send a serialized request through ``exporter``'s own transport, or ``None``."""
     module = type(exporter).__module__
+    if callable(getattr(exporter, "export_request", None)) and module == "otel_audit.delivery.sink":
+        return exporter.export_request  # the audit_file sink: the same lines, from the bytes
     if module.startswith("opentelemetry.exporter.otlp.proto.http") and callable(
             getattr(getattr(exporter, "_client", None), "export", None)):
         return _HttpSender(name, exporter)

@@ -17,13 +17,17 @@ from otel_audit.hooks._base import AccessPoint, action_of_mode, argument
 from otel_audit.resources import ResourcePolicy, fspath_or_none, safe_text
 
 def _describe(policy: ResourcePolicy, instance, args: tuple, kwargs: dict) -> dict | None:
-    file = argument(args, kwargs, 0, "file")
-    if isinstance(file, int):
-        return None
-    path = fspath_or_none(file)
-    if path is None:
-        return None
-    if argument(args, kwargs, 7, "opener") is not None and os.path.isdir(path):
+    # every open() of the process comes here, excluded ones too: the common case (a str path, no
+    # opener) without a function call more than needed
+    path = args[0] if args else kwargs.get("file")
+    if type(path) is not str:
+        if isinstance(path, int):
+            return None
+        path = fspath_or_none(path)
+        if path is None:
+            return None
+    opener = args[7] if len(args) > 7 else kwargs.get("opener") if kwargs else None
+    if opener is not None and os.path.isdir(path):
         return None  # tempfile.TemporaryFile: O_TMPFILE in a directory, an anonymous file, no resource
     attributes = policy.describe_path(path)
     if attributes is None:
