@@ -522,7 +522,7 @@ def test_a_spooled_record_that_is_not_otlp_is_skipped_and_said_the_others_delive
                 os.environ[k] = v
         receiver.stop()
     assert complete and [r["body"] for r in receiver.records()] == ["before", "after"]
-    assert "not decodable (a field runs past the end); skipped" in capfd.readouterr().err
+    assert "not decodable (NotOtlp: a field runs past the end); skipped" in capfd.readouterr().err
 
 
 def test_flush_delivers_records_only_where_their_process_meant_them_to_go(tmp_path):

@@ -312,12 +312,7 @@ def request_json(request: bytes) -> dict | None:
 def _resource_logs_json(resource_logs) -> dict:
     out: dict[str, Any] = {}
     if resource_logs.HasField("resource"):
-        resource, fields = resource_logs.resource, {}
-        if resource.attributes:
-            fields["attributes"] = [_key_value_json(kv) for kv in resource.attributes]
-        if resource.dropped_attributes_count:
-            fields["droppedAttributesCount"] = resource.dropped_attributes_count
-        out["resource"] = fields
+        out["resource"] = _with_attributes({}, resource_logs.resource)
     if resource_logs.scope_logs:
         out["scopeLogs"] = [_scope_logs_json(s) for s in resource_logs.scope_logs]
     if resource_logs.schema_url:
@@ -333,16 +328,21 @@ def _scope_logs_json(scope_logs) -> dict:
             fields["name"] = scope.name
         if scope.version:
             fields["version"] = scope.version
-        if scope.attributes:
-            fields["attributes"] = [_key_value_json(kv) for kv in scope.attributes]
-        if scope.dropped_attributes_count:
-            fields["droppedAttributesCount"] = scope.dropped_attributes_count
-        out["scope"] = fields
+        out["scope"] = _with_attributes(fields, scope)
     if scope_logs.log_records:
         out["logRecords"] = [_log_record_json(r) for r in scope_logs.log_records]
     if scope_logs.schema_url:
         out["schemaUrl"] = scope_logs.schema_url
     return out
+
+
+def _with_attributes(fields: dict, message) -> dict:
+    """``fields`` with a Resource's or scope's attributes and dropped count, the last of their keys."""
+    if message.attributes:
+        fields["attributes"] = [_key_value_json(kv) for kv in message.attributes]
+    if message.dropped_attributes_count:
+        fields["droppedAttributesCount"] = message.dropped_attributes_count
+    return fields
 
 
 def _log_record_json(log) -> dict:

@@ -229,9 +229,12 @@ def export(name: str, exporter: LogRecordExporter, batch: list[ReadableLogRecord
 
 # -- delivering segments -----------------------------------------------------------
 
-def _batches(frames: Iterable, report_damage: bool) -> Iterable[tuple[list[ReadableLogRecord], int]]:
-    """``(records, end offset)`` batches from a segment's frames; damage reported, never fatal."""
-    batch: list[ReadableLogRecord] = []
+def _batches(frames: Iterable, report_damage: bool, take: Callable[[bytes], list]) -> Iterable[tuple[list, int]]:
+    """``(items, end offset)`` batches from a segment's frames, each frame's payload made into items by
+    ``take``: SDK records (:func:`decode_record`) for an exporter, the record taken apart
+    (:func:`otlp.resource_logs_parts`) for a transport that takes the bytes.  Damage is reported, never
+    fatal; a frame with a valid checksum that is not our encoding is skipped and said."""
+    batch: list = []
     end = None
     for item in frames:
         if isinstance(item, spool.Damage):
@@ -239,10 +242,10 @@ def _batches(frames: Iterable, report_damage: bool) -> Iterable[tuple[list[Reada
                 diagnostics.report(f"spool damage skipped: {item}; the intact records around it are delivered")
             continue
         try:
-            batch.extend(decode_record(item.payload))
-        except Exception as exc:  # a frame with a valid checksum but not our encoding
+            batch.extend(take(item.payload))
+        except Exception as exc:
             diagnostics.report(f"spool record at offset {item.offset} of an otel-audit segment not decodable "
-                               f"({type(exc).__name__}); skipped")
+                               f"({type(exc).__name__}: {exc}); skipped")
         end = item.end
         if len(batch) >= BATCH_SIZE:
             yield batch, end
@@ -251,27 +254,8 @@ def _batches(frames: Iterable, report_damage: bool) -> Iterable[tuple[list[Reada
         yield batch, end
 
 
-def _request_batches(frames: Iterable, report_damage: bool) -> Iterable[tuple[list[otlp.Parts], int]]:
-    """As :func:`_batches`, for an exporter that takes the spooled bytes (:mod:`.transport`): each
-    record taken apart (:func:`otlp.resource_logs_parts`), not decoded."""
-    batch: list[otlp.Parts] = []
-    end = None
-    for item in frames:
-        if isinstance(item, spool.Damage):
-            if report_damage:
-                diagnostics.report(f"spool damage skipped: {item}; the intact records around it are delivered")
-            continue
-        try:
-            batch.append(otlp.resource_logs_parts(item.payload))
-        except otlp.NotOtlp as exc:  # a frame with a valid checksum but not our encoding
-            diagnostics.report(f"spool record at offset {item.offset} of an otel-audit segment not decodable "
-                               f"({exc}); skipped")
-        end = item.end
-        if len(batch) >= BATCH_SIZE:
-            yield batch, end
-            batch = []
-    if end is not None:
-        yield batch, end
+def _parts(payload: bytes) -> list[otlp.Parts]:
+    return [otlp.resource_logs_parts(payload)]
 
 
 def _send(name: str, sender: transport.Sender, batch: list[otlp.Parts]) -> bool:
@@ -296,9 +280,9 @@ def deliver_segment(path: str, exporters: dict[str, LogRecordExporter], acks: di
         frames = spool.read_frames(path, start, complete_only=complete_only)
         sender = transport.sender_for(name, exporter)
         if sender is None:
-            batches, ship = _batches(frames, report_damage=not complete_only), partial(export, name, exporter)
+            batches, ship = _batches(frames, not complete_only, decode_record), partial(export, name, exporter)
         else:
-            batches, ship = _request_batches(frames, report_damage=not complete_only), partial(_send, name, sender)
+            batches, ship = _batches(frames, not complete_only, _parts), partial(_send, name, sender)
         for batch, end in batches:
             if batch and not ship(batch):
                 complete = False
