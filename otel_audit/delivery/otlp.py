@@ -254,26 +254,28 @@ def _read_varint(data: bytes, position: int) -> tuple[int, int]:
 Parts = tuple[bytes, bytes, list[tuple[bytes, bytes, list[bytes]]]]
 
 
+def _split(message: bytes, whole_items: bool) -> tuple[bytes, list[bytes], bytes]:
+    """``ResourceLogs`` and ``ScopeLogs`` have one shape: field 1 the resource or scope, 2 the repeated
+    items (scope logs, log records), 3 the schema URL.  The items as whole fields, or their payloads."""
+    head = schema = b""
+    items = []
+    for number, field, inner in _fields(message):
+        if number == 1:
+            head = field
+        elif number == 3:
+            schema = field
+        elif number == 2:
+            items.append(field if whole_items else inner)
+    return head, items, schema
+
+
 def resource_logs_parts(payload: bytes) -> Parts:
     """A serialized ``ResourceLogs`` taken apart.  Raises :class:`NotOtlp` if it is not one."""
-    resource = resource_schema = b""
+    resource, scope_logs, resource_schema = _split(payload, whole_items=False)
     scopes = []
-    for number, field, inner in _fields(payload):
-        if number == 1:
-            resource = field
-        elif number == 3:
-            resource_schema = field
-        elif number == 2:
-            scope = scope_schema = b""
-            records = []
-            for inner_number, inner_field, _ in _fields(inner):
-                if inner_number == 1:
-                    scope = inner_field
-                elif inner_number == 3:
-                    scope_schema = inner_field
-                elif inner_number == 2:
-                    records.append(inner_field)
-            scopes.append((scope, scope_schema, records))
+    for one in scope_logs:
+        scope, records, scope_schema = _split(one, whole_items=True)
+        scopes.append((scope, scope_schema, records))
     return resource, resource_schema, scopes
 
 
@@ -304,101 +306,67 @@ def request_json(request: bytes) -> dict | None:
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
     parsed = ExportLogsServiceRequest.FromString(request)
-    if not parsed.resource_logs:
-        return None
-    return {"resourceLogs": [_resource_logs_json(r) for r in parsed.resource_logs]}
+    return _json(parsed, "LogsData") if parsed.resource_logs else None
 
 
-def _resource_logs_json(resource_logs) -> dict:
+def _json_double(number: float) -> float | str:
+    if math.isnan(number):
+        return "NaN"
+    return ("Infinity" if number > 0 else "-Infinity") if math.isinf(number) else number
+
+
+# Per message: (protobuf field, OTLP/JSON key, how the value is written), in the encoder's key order.
+# A field is written when set (a message field), non-empty (a repeated one) or not its default (a
+# scalar).  How: None as it is; a function of the value; a message name (``[...]``: each of a list).
+_JSON_FIELDS: dict[str, tuple[tuple[str, str, Any], ...]] = {
+    "LogsData": (("resource_logs", "resourceLogs", ["ResourceLogs"]),),
+    "ResourceLogs": (("resource", "resource", "Resource"), ("scope_logs", "scopeLogs", ["ScopeLogs"]),
+                     ("schema_url", "schemaUrl", None)),
+    "Resource": (("attributes", "attributes", ["KeyValue"]), ("dropped_attributes_count", "droppedAttributesCount", None)),
+    "ScopeLogs": (("scope", "scope", "InstrumentationScope"), ("log_records", "logRecords", ["LogRecord"]),
+                  ("schema_url", "schemaUrl", None)),
+    "InstrumentationScope": (("name", "name", None), ("version", "version", None), ("attributes", "attributes", ["KeyValue"]),
+                             ("dropped_attributes_count", "droppedAttributesCount", None)),
+    "LogRecord": (("time_unix_nano", "timeUnixNano", str), ("observed_time_unix_nano", "observedTimeUnixNano", str),
+                  ("severity_number", "severityNumber", int), ("severity_text", "severityText", None),
+                  ("body", "body", "AnyValue"), ("attributes", "attributes", ["KeyValue"]),
+                  ("dropped_attributes_count", "droppedAttributesCount", None), ("flags", "flags", None),
+                  ("trace_id", "traceId", bytes.hex), ("span_id", "spanId", bytes.hex), ("event_name", "eventName", None)),
+    "KeyValue": (("key", "key", None), ("value", "value", "AnyValue")),
+    "ArrayValue": (("values", "values", ["AnyValue"]),),
+    "KeyValueList": (("values", "values", ["KeyValue"]),),
+}
+# AnyValue is a oneof: exactly the member that is set (an empty string or a zero included)
+_ANY_VALUE = {"string_value": ("stringValue", None), "bool_value": ("boolValue", None),
+              "int_value": ("intValue", str), "double_value": ("doubleValue", _json_double),
+              "array_value": ("arrayValue", "ArrayValue"), "kvlist_value": ("kvlistValue", "KeyValueList"),
+              "bytes_value": ("bytesValue", lambda value: base64.b64encode(value).decode("ascii"))}
+
+
+def _json(message, kind: str) -> dict:
+    if kind == "AnyValue":
+        member = message.WhichOneof("value")
+        if member is None:
+            return {}
+        key, how = _ANY_VALUE[member]
+        return {key: _json_value(getattr(message, member), how)}
     out: dict[str, Any] = {}
-    if resource_logs.HasField("resource"):
-        out["resource"] = _with_attributes({}, resource_logs.resource)
-    if resource_logs.scope_logs:
-        out["scopeLogs"] = [_scope_logs_json(s) for s in resource_logs.scope_logs]
-    if resource_logs.schema_url:
-        out["schemaUrl"] = resource_logs.schema_url
+    for field, key, how in _JSON_FIELDS[kind]:
+        if isinstance(how, str):  # a message field: written when set, even if empty
+            if message.HasField(field):
+                out[key] = _json(getattr(message, field), how)
+            continue
+        value = getattr(message, field)
+        if value:
+            out[key] = _json_value(value, how)
     return out
 
 
-def _scope_logs_json(scope_logs) -> dict:
-    out: dict[str, Any] = {}
-    if scope_logs.HasField("scope"):
-        scope, fields = scope_logs.scope, {}
-        if scope.name:
-            fields["name"] = scope.name
-        if scope.version:
-            fields["version"] = scope.version
-        out["scope"] = _with_attributes(fields, scope)
-    if scope_logs.log_records:
-        out["logRecords"] = [_log_record_json(r) for r in scope_logs.log_records]
-    if scope_logs.schema_url:
-        out["schemaUrl"] = scope_logs.schema_url
-    return out
-
-
-def _with_attributes(fields: dict, message) -> dict:
-    """``fields`` with a Resource's or scope's attributes and dropped count, the last of their keys."""
-    if message.attributes:
-        fields["attributes"] = [_key_value_json(kv) for kv in message.attributes]
-    if message.dropped_attributes_count:
-        fields["droppedAttributesCount"] = message.dropped_attributes_count
-    return fields
-
-
-def _log_record_json(log) -> dict:
-    out: dict[str, Any] = {}
-    if log.time_unix_nano:
-        out["timeUnixNano"] = str(log.time_unix_nano)
-    if log.observed_time_unix_nano:
-        out["observedTimeUnixNano"] = str(log.observed_time_unix_nano)
-    if log.severity_number:
-        out["severityNumber"] = int(log.severity_number)
-    if log.severity_text:
-        out["severityText"] = log.severity_text
-    if log.HasField("body"):
-        out["body"] = _any_value_json(log.body)
-    if log.attributes:
-        out["attributes"] = [_key_value_json(kv) for kv in log.attributes]
-    if log.dropped_attributes_count:
-        out["droppedAttributesCount"] = log.dropped_attributes_count
-    if log.flags:
-        out["flags"] = log.flags
-    if log.trace_id:
-        out["traceId"] = log.trace_id.hex()
-    if log.span_id:
-        out["spanId"] = log.span_id.hex()
-    if log.event_name:
-        out["eventName"] = log.event_name
-    return out
-
-
-def _key_value_json(key_value) -> dict:
-    out: dict[str, Any] = {}
-    if key_value.key:
-        out["key"] = key_value.key
-    if key_value.HasField("value"):
-        out["value"] = _any_value_json(key_value.value)
-    return out
-
-
-def _any_value_json(value) -> dict:
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return {"stringValue": value.string_value}
-    if kind == "int_value":
-        return {"intValue": str(value.int_value)}
-    if kind == "bool_value":
-        return {"boolValue": value.bool_value}
-    if kind == "double_value":
-        number = value.double_value
-        return {"doubleValue": "NaN" if math.isnan(number) else
-                ("Infinity" if number > 0 else "-Infinity") if math.isinf(number) else number}
-    if kind == "array_value":
-        values = value.array_value.values
-        return {"arrayValue": {"values": [_any_value_json(v) for v in values]} if values else {}}
-    if kind == "kvlist_value":
-        values = value.kvlist_value.values
-        return {"kvlistValue": {"values": [_key_value_json(kv) for kv in values]} if values else {}}
-    if kind == "bytes_value":
-        return {"bytesValue": base64.b64encode(value.bytes_value).decode("ascii")}
-    return {}
+def _json_value(value: Any, how: Any) -> Any:
+    if how is None:
+        return value
+    if isinstance(how, list):
+        return [_json(item, how[0]) for item in value]
+    if isinstance(how, str):
+        return _json(value, how)
+    return how(value)
