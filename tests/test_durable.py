@@ -457,7 +457,7 @@ def test_otlp_exporters_get_the_spooled_bytes_through_their_own_transport_and_se
         monkeypatch.setenv(name, value)
     (name, exporter), = exporters_from_env().items()
     try:
-        assert transport.sender_for(name, exporter) is not None
+        assert transport.sender_for(exporter) is not None
         scope = InstrumentationScope("otel_audit", "0.1.0", None, {"audit.schema.version": "1"})
         resource = Resource.create({"service.name": "wire", "service.instance.id": "i-1"})
         records = [ReadableLogRecord(LogRecord(
@@ -484,9 +484,9 @@ def test_otlp_exporters_get_the_spooled_bytes_through_their_own_transport_and_se
         exporter.shutdown()
         receiver.stop()
     # the audit_file sink takes the bytes too; exporters otel-audit cannot hand bytes to get SDK records
-    assert transport.sender_for("audit_file", AuditFileLogExporter(tmp_path / "t.jsonl")) is not None
+    assert transport.sender_for(AuditFileLogExporter(tmp_path / "t.jsonl")) is not None
     for other in (ConsoleLogRecordExporter(), InMemoryLogRecordExporter()):
-        assert transport.sender_for("other", other) is None
+        assert transport.sender_for(other) is None
 
 
 def test_a_spooled_record_that_is_not_otlp_is_skipped_and_said_the_others_delivered(tmp_path, capfd):

@@ -278,7 +278,7 @@ def deliver_segment(path: str, exporters: dict[str, LogRecordExporter], acks: di
     for name, exporter in exporters.items():
         start = acks.get(name, 0)
         frames = spool.read_frames(path, start, complete_only=complete_only)
-        sender = transport.sender_for(name, exporter)
+        sender = transport.sender_for(exporter)
         if sender is None:
             batches, ship = _batches(frames, not complete_only, decode_record), partial(export, name, exporter)
         else:

@@ -32,23 +32,23 @@ Sender = Callable[[bytes], bool]
 _LOGS_EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
-def sender_for(name: str, exporter: object) -> Sender | None:
+def sender_for(exporter: object) -> Sender | None:
     """How to send a serialized request through ``exporter``'s own transport, or ``None``."""
     module = type(exporter).__module__
     if callable(getattr(exporter, "export_request", None)) and module == "otel_audit.delivery.sink":
         return exporter.export_request  # the audit_file sink: the same lines, from the bytes
     if module.startswith("opentelemetry.exporter.otlp.proto.http") and callable(
             getattr(getattr(exporter, "_client", None), "export", None)):
-        return _HttpSender(name, exporter)
+        return _HttpSender(exporter)
     if module.startswith("opentelemetry.exporter.otlp.proto.grpc") and hasattr(exporter, "_channel") and hasattr(
             exporter, "_headers") and callable(getattr(exporter, "_initialize_channel_and_stub", None)):
-        return _GrpcSender(name, exporter)
+        return _GrpcSender(exporter)
     return None
 
 
 class _HttpSender:
-    def __init__(self, name: str, exporter):
-        self._name, self._exporter = name, exporter
+    def __init__(self, exporter):
+        self._exporter = exporter
 
     def __call__(self, request: bytes) -> bool:
         if getattr(self._exporter, "_shutdown", False):
@@ -57,8 +57,8 @@ class _HttpSender:
 
 
 class _GrpcSender:
-    def __init__(self, name: str, exporter):
-        self._name, self._exporter = name, exporter
+    def __init__(self, exporter):
+        self._exporter = exporter
         self._channel = self._call = None
 
     def __call__(self, request: bytes) -> bool:

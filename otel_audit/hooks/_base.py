@@ -454,20 +454,16 @@ def on_filesystem(filesystem: Any, target: Any) -> Any:
     return f"{kind.removeprefix('py::fsspec+')}://{path.lstrip('/')}"
 
 
-def file_targets(where: FileArgument, args: tuple, kwargs: dict) -> "tuple | list":
-    """What a call's file argument names: its path or URL, or each of a list of them, as named on the
-    call's ``filesystem=`` when one is given."""
-    target = argument(args, kwargs, where.position, where.name)
-    targets = target if isinstance(target, (list, tuple)) else (target,)
-    filesystem = kwargs.get("filesystem")
-    return targets if filesystem is None else [on_filesystem(filesystem, one) for one in targets]
-
-
 def describe_file_argument(policy: ResourcePolicy, where: FileArgument, args: tuple, kwargs: dict,
                            api_type: str) -> "dict | list[dict] | None":
     """The resource(s) a call's file argument names: a path or URL, or a list or tuple of them (one record each)."""
+    target = argument(args, kwargs, where.position, where.name)
+    targets = target if isinstance(target, (list, tuple)) else (target,)
+    filesystem = kwargs.get("filesystem")
     accesses = []
-    for one in file_targets(where, args, kwargs):
+    for one in targets:
+        if filesystem is not None:
+            one = on_filesystem(filesystem, one)
         if where.suffix:
             path = fspath_or_none(one)
             if path is not None and "://" not in path and not path.endswith(where.suffix):

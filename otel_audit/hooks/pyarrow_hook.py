@@ -28,6 +28,7 @@ import weakref
 from typing import Any, Callable
 
 from otel_audit import diagnostics, schema
+from otel_audit.context import in_audited_call
 from otel_audit.hooks._base import (AccessPoint, FileArgument, argument, file_functions_patchers, nothing_after,
                                     on_filesystem, record_file_size)
 from otel_audit.resources import ResourcePolicy
@@ -107,12 +108,13 @@ SCAN_METHODS = {
 # join/join_asof also read the right-hand dataset
 SECOND_SOURCE = {"join": (0, "right_dataset"), "join_asof": (0, "right_dataset")}
 # The methods that make a lazy object reading what another one reads: (type, method, where that one is:
-# None for the instance, else the argument's position).  A type None: a function of pyarrow.dataset
-# (dataset([ds1, ds2]) unites its children there; a union's .children are new objects each time).
+# None for the instance, else the argument's (position, name)).  A type None: a function of
+# pyarrow.dataset (dataset([ds1, ds2]) unites its children there; a union's .children are new objects
+# each time).
 SAME_SOURCE = (
     ("Dataset", "filter", None), ("Dataset", "replace_schema", None), ("Dataset", "scanner", None),
-    ("Fragment", "scanner", None), ("Scanner", "from_dataset", 0), ("Scanner", "from_fragment", 0),
-    (None, "_union_dataset", 0),
+    ("Fragment", "scanner", None), ("Scanner", "from_dataset", (0, "dataset")),
+    ("Scanner", "from_fragment", (0, "fragment")), (None, "_union_dataset", (0, "children")),
 )
 
 # a Dataset or Scanner (weakly) -> the resources its scans read: what the user named when making it
@@ -158,15 +160,17 @@ def _describe_scan(method: str) -> Callable:
     return describe
 
 
-def _same_source(point: AccessPoint, position: "int | None") -> Callable:
+def _same_source(point: AccessPoint, where: "tuple[int, str] | None") -> Callable:
     """A wrapper that records nothing: the lazy object made reads what the one it was made from reads."""
 
     def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
         result = wrapped(*args, **kwargs)
         recorder = point.recorder
+        if recorder is None or in_audited_call.get() is not False:  # inside read_table: its reads are folded
+            return result
         try:
-            origin = instance if position is None else argument(args, kwargs, position, "")
-            if recorder is not None and origin is not None:
+            origin = instance if where is None else argument(args, kwargs, *where)
+            if origin is not None:
                 origins = origin if isinstance(origin, (list, tuple)) else (origin,)
                 resources = [resource for one in origins for resource in _read_by(recorder.policy, one)]
                 if resources:
@@ -189,10 +193,10 @@ def _patch_dataset(point: AccessPoint, module: Any) -> None:
             if method in vars(owner):
                 point.wrap(owner, method, point.audited(f"pyarrow.dataset.{type_name}.{method}", READ,
                                                         _describe_scan(method)))
-    for type_name, method, position in SAME_SOURCE:
+    for type_name, method, where in SAME_SOURCE:
         owner = module if type_name is None else getattr(module, type_name)
         if method in vars(owner):
-            point.wrap(owner, method, _same_source(point, position))
+            point.wrap(owner, method, _same_source(point, where))
 
 
 # -- pyarrow.fs ----------------------------------------------------------------------------------

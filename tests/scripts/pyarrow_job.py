@@ -62,7 +62,7 @@ def lazy_scans():
     rows = [scanner.to_table().num_rows]  # pyarrow.dataset.Scanner.to_table read data parts
     rows.append(sum(len(batch) for batch in source.to_batches()))  # pyarrow.dataset.Dataset.to_batches read data parts
     rows.append(source.head(2).num_rows)  # pyarrow.dataset.Dataset.head read data parts
-    rows.append(ds.Scanner.from_dataset(recent).count_rows())  # pyarrow.dataset.Scanner.count_rows read data parts
+    rows.append(ds.Scanner.from_dataset(dataset=recent).count_rows())  # pyarrow.dataset.Scanner.count_rows read data parts
     rows.append(next(iter(source.get_fragments())).count_rows())  # pyarrow.dataset.Fragment.count_rows read data parts/0.parquet
     other = ds.dataset(d / "t.parquet")  # pyarrow.dataset.dataset read data t.parquet
     rows.append(source.join(other, "a", "a", "inner", "l", "r").count_rows())  # pyarrow.dataset.Dataset.join read data parts + pyarrow.dataset.Dataset.join read data t.parquet
