@@ -182,10 +182,12 @@ def _same_source(point: AccessPoint, where: "tuple[int, str] | None") -> Callabl
     return wrapper
 
 
+_FILE_FUNCTIONS = file_functions_patchers(MODULES, schema.TYPE_DATA)
 _DATASET_MAKERS = file_functions_patchers(DATASET_MAKERS, schema.TYPE_DATA, after=_remember_source)
 
 
 def _patch_dataset(point: AccessPoint, module: Any) -> None:
+    _FILE_FUNCTIONS["pyarrow.dataset"](point, module)  # write_dataset: the file-functions table
     _DATASET_MAKERS["pyarrow.dataset"](point, module)
     for type_name, methods in SCAN_METHODS.items():
         owner = getattr(module, type_name)
@@ -246,19 +248,4 @@ def _patch_fs(point: AccessPoint, module: Any) -> None:
         point.wrap(owner, "get_file_info", point.audited(None, None, _describe_listing, after=nothing_after))
 
 
-_FILE_FUNCTIONS = file_functions_patchers(MODULES, schema.TYPE_DATA)
-
-
-def _patch_with(*patches: Callable[[AccessPoint, Any], None]) -> Callable[[AccessPoint, Any], None]:
-    def patch(point: AccessPoint, module: Any) -> None:
-        for one in patches:
-            one(point, module)
-
-    return patch
-
-
-ACCESS_POINT = AccessPoint("pyarrow", {
-    **_FILE_FUNCTIONS,
-    "pyarrow.dataset": _patch_with(_FILE_FUNCTIONS["pyarrow.dataset"], _patch_dataset),
-    "pyarrow.fs": _patch_fs,
-})
+ACCESS_POINT = AccessPoint("pyarrow", {**_FILE_FUNCTIONS, "pyarrow.dataset": _patch_dataset, "pyarrow.fs": _patch_fs})
