@@ -23,11 +23,11 @@ OS_JOB = SCRIPTS / "os_job.py"
 
 
 def test_os_level_calls_are_one_record_per_resource_and_library_scratch_work_none(tmp_path):
-    check_records(OS_JOB, tmp_path, count=28)
+    check_records(OS_JOB, tmp_path, count=30)
 
 
 def test_os_level_calls_are_refused_fail_closed_before_they_touch_anything(tmp_path):
-    check_fail_closed(OS_JOB, tmp_path, outcomes=["refused"] * 21)
+    check_fail_closed(OS_JOB, tmp_path, outcomes=["refused"] * 23)
 
 
 PYARROW_JOB = SCRIPTS / "pyarrow_job.py"
@@ -139,6 +139,62 @@ def test_methods_set_on_immutable_c_types_pickle_as_before_and_leave_the_types_i
     (record,) = audited.records()
     assert (record["attributes"][schema.AUDIT_API], record["attributes"][schema.AUDIT_RESOURCE_URI]) == (
         "pyarrow.dataset.Dataset.to_table", (tmp_path / "t.parquet").as_uri())
+
+
+
+def test_io_fileio_stays_itself_and_only_the_users_own_calls_are_its_records(audited, tmp_path):
+    import inspect
+    import io
+    import os
+    import sysconfig
+
+    path = tmp_path / "raw.bin"
+    path.write_bytes(b"0123456789")
+    # the same class, the same signature; open() still makes exactly an io.FileIO
+    assert inspect.signature(io.FileIO) == inspect.Signature([
+        inspect.Parameter("file", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        *(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+          for name, default in (("mode", "r"), ("closefd", True), ("opener", None)))])
+    with pytest.raises(TypeError, match="immutable"):
+        io.FileIO.anything = 1
+    with open(path, "rb") as handle:
+        assert type(handle.raw) is io.FileIO and handle.read() == b"0123456789"
+
+    class Raw(io.FileIO):
+        pass
+
+    # made from a standard-library module's code: a library's own call, not the user's
+    library = {}
+    exec(compile("import io\ndef make(path):\n    return io.FileIO(path)\n",
+                 os.path.join(sysconfig.get_paths()["stdlib"], "made_up_library.py"), "exec"), library)
+    missing = tmp_path / "missing.bin"
+    audited.clear()
+    with io.FileIO(path, "r+") as raw:  # the user's call: one record
+        line_write = sys._getframe().f_lineno - 1
+        assert raw.read(4) == b"0123"
+    with Raw(str(path)) as raw:  # a subclass made by the user: recorded too
+        line_sub = sys._getframe().f_lineno - 1
+        assert isinstance(raw, io.FileIO) and raw.readall() == b"0123456789"
+    with pytest.raises(FileNotFoundError) as raised:
+        io.FileIO(missing)
+    line_missing = sys._getframe().f_lineno - 1
+    descriptor = os.open(path, os.O_RDONLY)  # os.open's own record
+    io.FileIO(descriptor).close()  # a descriptor names no file: no record
+    library["make"](str(path)).close()  # no record
+    with open(path, "rb"):  # open()'s record only, not also the FileIO it makes
+        line_open = sys._getframe().f_lineno - 1
+    # what FileIO itself raises, the path object it was given included
+    assert (type(raised.value), raised.value.errno, raised.value.filename) == (FileNotFoundError, 2, missing)
+    records = [r["attributes"] for r in audited.records()]
+    assert [(a[schema.AUDIT_API], a[schema.AUDIT_ACTION], a[schema.AUDIT_OUTCOME], a[schema.AUDIT_RESOURCE_URI],
+             a[schema.CODE_LINE_NUMBER], a.get(schema.FILE_SIZE)) for a in records] == [
+        ("io.FileIO", "write", "success", path.as_uri(), line_write, None),
+        ("io.FileIO", "read", "success", path.as_uri(), line_sub, 10),
+        ("io.FileIO", "read", "failure", missing.as_uri(), line_missing, None),
+        ("os.open", "read", "success", path.as_uri(), line_missing + 2, 10),
+        ("builtins.open", "read", "success", path.as_uri(), line_open, 10),
+    ]
+    assert {a[schema.CODE_FILE_PATH] for a in records} == {__file__}
 
 
 HUGGINGFACE_JOB = SCRIPTS / "huggingface_job.py"

@@ -151,6 +151,8 @@ def _from_tables():
     import pyarrow.fs
     # methods of immutable C types (set on them with the immutable flag lifted): restored exactly too
     found["ndarray.tofile"] = vars(numpy.ndarray)["tofile"]
+    import io
+    found["FileIO.__init__"] = vars(io.FileIO)["__init__"]  # a C slot wrapper, restored with the C slot behind it
     for key, names in pyarrow_hook.DATASET_MAKERS.items():
         module_name, _, class_name = key.partition(":")
         owner = importlib.import_module(module_name)
@@ -183,9 +185,11 @@ def test_uninstrument_restores_every_original_object():
     assert all(after[name] is before[name] for name in before), [n for n in before if after[n] is not before[n]]
     import numpy
     import pyarrow.dataset
-    for cls in (numpy.ndarray, pyarrow.dataset.Dataset, pyarrow.dataset.Scanner):  # immutable again
+    import io
+    for cls in (numpy.ndarray, pyarrow.dataset.Dataset, pyarrow.dataset.Scanner, io.FileIO):  # immutable again
         with pytest.raises(TypeError, match="immutable"):
             cls.anything = 1
+    assert type(io.FileIO.__init__).__name__ == "wrapper_descriptor"
     # and again: instrument/uninstrument cycles are repeatable
     AuditInstrumentor().instrument(config=AuditConfig())
     AuditInstrumentor().uninstrument()

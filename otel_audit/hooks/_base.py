@@ -282,6 +282,36 @@ class AccessPoint:
                 setattr(home, name, function)
         self._originals.extend(places)
 
+    def wrap_type_init(self, cls: type, wrapper: Callable) -> None:
+        """Record the constructor of a C type (``io.FileIO``) by giving the type a Python ``__init__``.
+
+        The type stays itself (``isinstance``, ``type(f) is io.FileIO``, ABC registrations, subclasses),
+        which no replacement of its name keeps.  The price: every instance the interpreter makes goes
+        through this ``__init__`` (``open()`` makes a ``FileIO``), so it is kept to the cheapest check
+        there is.  An instance made by the C function an audited wrapper called (``open()`` itself,
+        excluded or recorded) is that call's, and passes straight through; any other call goes to
+        ``wrapper`` (a :meth:`audited` wrapper) as if the constructor were a function.  The original
+        signature (for ``inspect``) is kept; the type's ``__init__`` slot is restored exactly by
+        :meth:`uninstall`.
+        """
+        original = vars(cls)["__init__"]  # a C slot wrapper
+        getframe, made_inside = sys._getframe, _AUDITED_WRAPPER_CODE
+
+        def __init__(self, file, mode="r", closefd=True, opener=None):
+            try:
+                if getframe(1).f_code is made_inside:
+                    return original(self, file, mode, closefd, opener)
+            except ValueError:  # made by C code with no Python frame at all: not a user's call
+                return original(self, file, mode, closefd, opener)
+            wrapper(original.__get__(self), self, (file, mode, closefd, opener), {})
+
+        # wrapper machinery, not the caller's code (see callsite); named and documented as the original
+        __init__.__code__ = __init__.__code__.replace(co_filename=f"{WRAPPER_FILENAME_MARKER} from {__name__}>")
+        __init__.__qualname__, __init__.__doc__ = f"{cls.__name__}.__init__", original.__doc__
+        with _assignable(cls):
+            setattr(cls, "__init__", __init__)
+        self._originals.append((cls, "__init__", original))
+
     # -- the audited call --------------------------------------------------
     def audited(
         self,
@@ -380,6 +410,10 @@ class AccessPoint:
             return result
 
         return wrapper
+
+
+# the code of every audited wrapper that is not filed under a library: builtins.open's, io.open's
+_AUDITED_WRAPPER_CODE = AccessPoint("", {}).audited(None, None, lambda *a: None).__code__
 
 
 MAX_LISTED_FILES = 64

@@ -15,11 +15,9 @@ file; ``pathlib.Path.unlink`` is not also ``os.unlink``.
 * list: ``os.listdir``/``scandir``/``walk``, ``Path.iterdir``, and with the pattern as
   given, made absolute: ``Path.glob``/``rglob`` (``rglob("*.csv")`` as ``<dir>/**/*.csv``),
   ``glob.glob``/``iglob``;
-* open: ``os.open`` (write when its flags write or create).
-
-``io.FileIO`` is a C type that cannot be patched, and replacing its name breaks the
-standard library (``_pyio`` registers it with an ABC): a program opening files with
-``io.FileIO(path)`` directly is not recorded.
+* open: ``os.open`` (write when its flags write or create), ``io.FileIO`` (write when its
+  mode has ``w``, ``a``, ``x`` or ``+``).  ``io.FileIO`` is patched in its own ``__init__``,
+  so it stays the same class; the ``FileIO`` that ``open()`` makes is ``open()``'s record.
 
 Generators (``os.walk``, ``Path.iterdir``, ``glob.iglob``...) are recorded when they are
 called; an error raised later while iterating is not in the record.  A path given
@@ -32,7 +30,7 @@ import os
 from typing import Any, NamedTuple
 
 from otel_audit import schema
-from otel_audit.hooks._base import AccessPoint, argument, with_action
+from otel_audit.hooks._base import AccessPoint, action_of_mode, argument, with_action
 from otel_audit.resources import ResourcePolicy, fspath_or_none
 
 READ, WRITE, DELETE, LIST = schema.ACTION_READ, schema.ACTION_WRITE, schema.ACTION_DELETE, schema.ACTION_LIST
@@ -93,6 +91,16 @@ class OpenFlags(NamedTuple):
         flags = argument(args, kwargs, self.flags_position, "flags", 0)
         action = WRITE if isinstance(flags, int) and flags & _WRITE_FLAGS else READ
         return with_action(policy.describe(_at_dir_fd(argument(args, kwargs, 0, "path"), kwargs)), action)
+
+
+class FileMode(NamedTuple):
+    """``io.FileIO(file, mode)``: a write when the mode writes; a file descriptor names no path."""
+
+    def describe(self, policy: ResourcePolicy, instance, args, kwargs):
+        file, mode = args[0], args[1]
+        if isinstance(file, int):
+            return None
+        return with_action(policy.describe(file), action_of_mode(mode))
 
 
 class PathPattern(NamedTuple):
@@ -162,4 +170,9 @@ def _patch_pathlib(point: AccessPoint, module) -> None:
                                                         user_calls_only=True))
 
 
-ACCESS_POINT = AccessPoint("os", {**{name: _patcher(name) for name in FUNCTIONS}, "pathlib": _patch_pathlib})
+def _patch_io(point: AccessPoint, module) -> None:
+    point.wrap_type_init(module.FileIO, point.audited("io.FileIO", None, FileMode().describe, user_calls_only=True))
+
+
+ACCESS_POINT = AccessPoint("os", {**{name: _patcher(name) for name in FUNCTIONS}, "pathlib": _patch_pathlib,
+                                  "io": _patch_io})

@@ -1,5 +1,6 @@
 """os-level access points: each call once; the comment names the records it must give (tests/jobs.py)."""
 import glob
+import io
 import os
 import pathlib
 import shutil
@@ -44,6 +45,8 @@ CALLS = [
     lambda: os.remove(d / "gone.txt"),  # os.remove delete data gone.txt
     lambda: os.rmdir(d / "emptydir"),  # os.rmdir delete data emptydir
     write_with_fd,
+    lambda: io.FileIO(d / "raw.bin", "w").write(b"raw"),  # io.FileIO write data raw.bin
+    lambda: io.FileIO(str(d / "c.txt")).readall(),  # io.FileIO read data c.txt
     lambda: pathlib.Path(shutil.copyfile(d / "c.txt", d / "c-copy.txt")).name,  # shutil.copyfile read data c.txt + shutil.copyfile write data c-copy.txt
     lambda: pathlib.Path(shutil.copy2(d / "c.txt", d / "into")).name,  # shutil.copy2 read data c.txt + shutil.copy2 write data into/c.txt
     lambda: pathlib.Path(shutil.copytree(d / "tree", d / "tree2")).name,  # shutil.copytree read data tree + shutil.copytree write data tree2
