@@ -24,6 +24,7 @@ import importlib
 from otel_audit.version import __version__
 
 _PUBLIC = {
+    "AccessDenied": "otel_audit.recorder",
     "AuditConfig": "otel_audit.config",
     "AuditInstrumentor": "otel_audit.instrumentor",
     "audit_access": "otel_audit.manual",

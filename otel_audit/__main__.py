@@ -17,6 +17,12 @@
     ``OTEL_LOGS_EXPORTER`` names.  Exit 0 only when all were acknowledged;
     otherwise non-zero, with the count left.
 
+``policy check FILE``
+    Validate an access policy file and list its rules.  Exit 0 valid, 1 not.
+``policy explain FILE --resource R --action A [--user U] [--api …] [--enduser …]``
+    Which rule decides that access and why each earlier one does not match.
+    Exit 0 allowed, 1 denied (or would be, in a dry run), 2 usage or invalid policy.
+
 Filters (``show`` and ``report``; repeat one to accept several values):
 ``--user NAME`` (``user.name`` or ``enduser.id``, globs allowed),
 ``--resource GLOB`` (the URI, or the local path: ``/data/*.csv``,
@@ -277,9 +283,40 @@ def main(argv: list[str] | None = None) -> int:
     flush_parser.add_argument("--redirect", action="store_true",
                               help="deliver every record to this flush's exporters, whatever destinations it is owed "
                                    "to, and count it delivered once they acknowledge it")
+    from otel_audit import policy as access_policy
+
+    policy_parser = commands.add_parser(
+        "policy", help="check an access policy file, or explain its decision on an access",
+        description="The access policy that OTEL_PYTHON_AUDIT_POLICY names (see the README's Access policy).")
+    policy_commands = policy_parser.add_subparsers(dest="policy_command", required=True)
+    check_parser = policy_commands.add_parser(
+        "check", help="validate a policy file", epilog=access_policy.CHECK_EXIT_HELP,
+        description="Load and validate a policy file as otel-audit would, and list its rules in order.")
+    check_parser.add_argument("policy_file", metavar="FILE")
+    explain_parser = policy_commands.add_parser(
+        "explain", help="which rule decides an access, and why", epilog=access_policy.EXPLAIN_EXIT_HELP,
+        description="Say which rule of the policy decides the access described, and why each rule before it "
+                    "does not match (like kubectl auth can-i).")
+    explain_parser.add_argument("policy_file", metavar="FILE")
+    explain_parser.add_argument("--resource", required=True,
+                                help="a URI (s3://bucket/key, file:///data/a.csv) or a local path (made absolute)")
+    explain_parser.add_argument("--action", required=True, choices=schema.ACTIONS)
+    explain_parser.add_argument("--user", help="the OS user name (default: yours)")
+    explain_parser.add_argument("--api", help="the audited call, e.g. pandas.read_csv (rules on api match only "
+                                              "when it is given)")
+    explain_parser.add_argument("--enduser", help="the application end user (rules on enduser match only when given)")
+    explain_parser.add_argument("--type", dest="resource_type", choices=schema.RESOURCE_TYPES,
+                                help="data or model (default: as otel-audit types the resource by its name)")
+    explain_parser.add_argument("--service", help="service.name (default: OTEL_SERVICE_NAME, else unknown_service)")
     args = parser.parse_args(argv)
     if args.command == "flush":
         return flush(args.spool_dir, redirect=args.redirect)
+    if args.command == "policy":
+        if args.policy_command == "check":
+            return access_policy.check_command(args.policy_file, sys.stdout, sys.stderr)
+        return access_policy.explain_command(
+            args.policy_file, user=args.user, resource=args.resource, action=args.action, api=args.api,
+            enduser=args.enduser, resource_type=args.resource_type, service=args.service, out=sys.stdout, err=sys.stderr)
     if args.files.count("-") > 1:
         parser.error("standard input (-) can be read only once")
     if args.command == "show":

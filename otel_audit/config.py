@@ -228,6 +228,17 @@ SETTINGS: tuple[Setting, ...] = (
             "attributes, ERROR status unless the outcome is `success`) under the current span, and its record "
             "carries that span's trace and span id, so a run's trace in Jaeger shows what it touched.",
             _parse_bool),
+    Setting("OTEL_PYTHON_AUDIT_POLICY", "policy", "(unset)",
+            "A policy file (YAML or JSON, see [Access policy](#access-policy)) that grants or denies each "
+            "audited access before it happens: a denied access raises `otel_audit.AccessDenied` (a "
+            "`PermissionError`) and is recorded with outcome `denied`. Reloaded when it changes (looked at "
+            "once a second). A file that cannot be loaded is reported; then `OTEL_PYTHON_AUDIT_ON_FAILURE=closed` "
+            "denies every audited access and `open` lets them through, each record saying `not_enforced`.",
+            _parse_file),
+    Setting("OTEL_PYTHON_AUDIT_POLICY_MODE", "policy_mode", "(unset)",
+            "`enforce` or `dry-run`, overriding the policy file's `mode` (unset: the file's): in a dry run nothing is refused and "
+            "records of accesses the policy denies carry `audit.policy.decision=would_deny`.",
+            _choice("enforce", "dry-run")),
     Setting("OTEL_PYTHON_AUDIT_REDACT", "redact", "(unset)",
             "Comma-separated Python regular expressions (a comma inside one written `\\,`) masked in "
             "`audit.resource.uri`, `file.path` and `aws.s3.key` (and so in the body and audit spans) before "
@@ -256,6 +267,8 @@ class AuditConfig:
     shutdown_timeout: float = 5.0
     spans: bool = False
     redact: tuple[str, ...] = ()
+    policy: str | None = None
+    policy_mode: str | None = None
     errors: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod

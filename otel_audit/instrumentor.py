@@ -99,6 +99,9 @@ class AuditInstrumentor(BaseInstrumentor):
 
     def _uninstrument(self, **kwargs) -> None:
         for point in reversed(self._access_points):
+            recorder = point.recorder
             point.uninstall()
+            if recorder is not None:
+                recorder.close()
         self._access_points = []
         set_default_recorder(None)

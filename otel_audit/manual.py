@@ -8,6 +8,9 @@
 
 Both produce a record of the same schema as the hooks, with the caller's line
 as the call site, the current end user, and the active span's trace context.
+Both ask the access policy first, as every hook does: a denied access raises
+``otel_audit.AccessDenied`` (``record_access`` before recording, ``audit_access``
+before the block runs) and is recorded with outcome ``denied``.
 """
 
 from __future__ import annotations
@@ -67,7 +70,9 @@ def record_access(
     """Record one access to ``uri``.  Invalid arguments raise ``ValueError`` naming the accepted values."""
     _check_choice("outcome", outcome, schema.OUTCOMES)
     record = _base_attributes(uri, action, api, resource_type, attributes, sys._getframe(1))
-    default_recorder().emit(record, start_ns=time.time_ns(), outcome=outcome, error_type=error_type)
+    recorder = default_recorder()
+    recorder.admit([record])  # the access policy, and fail-closed: raises PermissionError
+    recorder.emit(record, start_ns=time.time_ns(), outcome=outcome, error_type=error_type)
 
 
 @contextlib.contextmanager
@@ -85,6 +90,7 @@ def audit_access(
     """
     record = _base_attributes(uri, action, api, resource_type, attributes, sys._getframe(2))
     recorder = default_recorder()
+    recorder.admit([record])  # the access policy, and fail-closed: raises PermissionError before the block runs
     start_ns = time.time_ns()
     token = in_audited_call.set(True)
     try:

@@ -29,7 +29,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_audit import diagnostics, schema
 from otel_audit.config import AuditConfig
-from otel_audit.context import current_enduser
+from otel_audit.context import current_enduser, in_audited_call
 from otel_audit.resources import Redactor, ResourcePolicy, printable
 from otel_audit.version import __version__
 
@@ -82,7 +82,9 @@ class AuditRecorder:
         self._not_spooled = get_meter(schema.SCOPE_NAME, __version__).create_counter(
             "otel_audit.records.not_spooled", unit="{record}",
             description="audit records that could not be written to the durable spool")
+        self._service: str | None = None
         self._reset_process_state()
+        self._guard = self._policy_guard() if self.config.policy else None
         if hasattr(os, "register_at_fork"):
             # A forked child is a new process: new pid, and (since the SDK gives it a new
             # service.instance.id) a new audit.seq range starting at 1.
@@ -125,21 +127,90 @@ class AuditRecorder:
                                 fsync=self.config.spool_fsync, shutdown_timeout=self.config.shutdown_timeout,
                                 max_bytes=self.config.spool_max_bytes, renewable=renewable)
 
-    def admit(self) -> None:
-        """Fail-closed (``OTEL_PYTHON_AUDIT_ON_FAILURE=closed``): refuse an access before it happens when
-        its record could not be spooled.  The refusal is reported once on stderr (it cannot be spooled either)."""
-        if self._shipper is None or self.config.on_failure != "closed":
+    def admit(self, accesses: "list[dict] | tuple" = ()) -> None:
+        """The decision every access point asks for before the access happens, ``accesses`` being the
+        attributes of each resource it touches.  Refuses it with ``PermissionError``:
+
+        * fail-closed (``OTEL_PYTHON_AUDIT_ON_FAILURE=closed``) when its record could not be spooled
+          (reported once on stderr: it cannot be spooled either);
+        * with :class:`AccessDenied` when the access policy denies any of its resources (each denied
+          one recorded, outcome ``denied``).  With a policy in force, every access's attributes get its
+          ``audit.policy.decision`` and ``audit.policy.rule``.
+        """
+        if self._shipper is not None and self.config.on_failure == "closed":
+            try:
+                problem = self._shipper.problem()
+            except Exception as exc:  # whatever went wrong, the record could not be vouched for
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem is not None:
+                refusal = PermissionError(f"otel-audit refused this access because it could not be audited: {problem} "
+                                          "(OTEL_PYTHON_AUDIT_ON_FAILURE=closed)")
+                diagnostics.report(str(refusal), key="refusing")
+                raise refusal
+        guard = self._guard
+        if guard is None or not accesses:
             return
+        refused = None
         try:
-            problem = self._shipper.problem()
-        except Exception as exc:  # whatever went wrong, the record could not be vouched for
-            problem = f"{type(exc).__name__}: {exc}"
-        if problem is None:
-            return
-        refusal = PermissionError(f"otel-audit refused this access because it could not be audited: {problem} "
-                                  "(OTEL_PYTHON_AUDIT_ON_FAILURE=closed)")
-        diagnostics.report(str(refusal), key="refusing")
-        raise refusal
+            if self._service is None:
+                self._service = str(self._resource().attributes.get("service.name", "unknown_service"))
+            for attributes in accesses:
+                verdict = guard.verdict(attributes, self._principal, self._service, current_enduser)
+                attributes[schema.AUDIT_POLICY_DECISION] = verdict.decision
+                attributes[schema.AUDIT_POLICY_RULE] = verdict.rule
+                if verdict.refuse:
+                    refused = [*(refused or ()), attributes]
+        except Exception as exc:  # a fault in deciding: as if no policy could be loaded
+            diagnostics.report_internal_error("the access policy", exc)
+            if self.config.on_failure != "closed":
+                return
+            refused = list(accesses)
+            for attributes in refused:
+                attributes[schema.AUDIT_POLICY_DECISION] = schema.DECISION_DENY
+                attributes[schema.AUDIT_POLICY_RULE] = "otel-audit:policy-not-loaded"
+        if refused:
+            start_ns = time.time_ns()
+            for attributes in refused:
+                self.emit(attributes, start_ns=start_ns, outcome=schema.OUTCOME_DENIED, error_type=AccessDenied.__name__)
+            raise AccessDenied(refused, guard.path)
+
+    def _policy_guard(self):
+        from otel_audit import policy as access_policy
+
+        path = os.path.abspath(self.config.policy)
+
+        def read(path: str):
+            token = in_audited_call.set(True)  # otel-audit reading its policy is not an access to audit
+            try:
+                return access_policy.load(path)
+            finally:
+                in_audited_call.reset(token)
+
+        def changed(policy, error) -> None:
+            if policy is not None:
+                mode = self.config.policy_mode or policy.mode
+                diagnostics.report(
+                    f"access policy {diagnostics.shorten(path)} in force: {len(policy.rules)} rule(s), default "
+                    f"{policy.default}, mode {mode}" + (" (set by OTEL_PYTHON_AUDIT_POLICY_MODE)" if
+                                                        self.config.policy_mode else "") +
+                    f", sha256 {policy.digest[:16]}", key=f"policy:{policy.digest}:{mode}")
+            elif self.config.on_failure == "closed":
+                diagnostics.report(f"ACCESS POLICY NOT LOADED: {error}; every audited access is DENIED until it "
+                                   "can be loaded (OTEL_PYTHON_AUDIT_ON_FAILURE=closed)", key=f"policy-error:{error}")
+            else:
+                diagnostics.report(f"ACCESS POLICY NOT ENFORCED: {error}; audited accesses go on unchecked, their "
+                                   "records say audit.policy.decision=not_enforced (OTEL_PYTHON_AUDIT_ON_FAILURE=open)",
+                                   key=f"policy-error:{error}")
+
+        guard = access_policy.PolicyGuard(path, on_failure=self.config.on_failure, mode=self.config.policy_mode,
+                                          on_change=changed, read=read)
+        guard.start()
+        return guard
+
+    def close(self) -> None:
+        """Stop what the recorder runs besides delivery (the policy file's watcher)."""
+        if self._guard is not None:
+            self._guard.stop()
 
     @staticmethod
     def _warn_if_records_are_not_identifiable(provider: LoggerProvider) -> None:
@@ -161,6 +232,7 @@ class AuditRecorder:
             schema.USER_ID: user_id,
             schema.PROCESS_PID: os.getpid(),
         }
+        self._principal = (user_name, user_id)  # what a policy's user globs match
         self._seq = itertools.count(1)
         self._record_id_prefix = uuid.uuid4().hex  # new in every process, forked children included
 
@@ -198,7 +270,6 @@ class AuditRecorder:
                 observed_timestamp=time.time_ns(),
                 severity_number=severity,
                 severity_text=severity_text,
-                body=schema.format_body(attributes),
                 attributes=attributes,
                 event_name=schema.EVENT_NAME,
             )
@@ -206,7 +277,7 @@ class AuditRecorder:
                 fields["context"] = trace.set_span_in_context(span)
             try:
                 if self._shipper is None or not self._spool(fields):
-                    self._logger.emit(**fields)
+                    self._logger.emit(body=schema.format_body(attributes), **fields)
             finally:
                 if span is not None:
                     span.end()
@@ -230,7 +301,7 @@ class AuditRecorder:
         encoder = self._encoder
         payload = encoder.resource_logs(self._resource(), self._scope, encoder.log_record(
             timestamp=fields["timestamp"], observed_timestamp=fields["observed_timestamp"],
-            severity_number=fields["severity_number"].value, severity_text=fields["severity_text"], body=fields["body"],
+            severity_number=fields["severity_number"].value, severity_text=fields["severity_text"], body=encoder.FORMATTED_BODY,
             attributes=fields["attributes"], event_name=fields["event_name"], trace_id=span_context.trace_id,
             span_id=span_context.span_id, trace_flags=int(span_context.trace_flags)))
         try:
@@ -260,6 +331,22 @@ class AuditRecorder:
             diagnostics.report_internal_error("classifying an error", exc)
             outcome, error_type = schema.OUTCOME_FAILURE, exception_type_name(error)
         self.emit(attributes, start_ns=start_ns, outcome=outcome, error_type=error_type)
+
+class AccessDenied(PermissionError):
+    """The access policy (``OTEL_PYTHON_AUDIT_POLICY``) denied an access; raised before it happened.
+
+    ``rules``: the id of the deciding rule per denied resource; ``resources``: their URIs.
+    """
+
+    def __init__(self, denied: list[dict], policy: str):
+        self.resources = [str(a.get(schema.AUDIT_RESOURCE_URI)) for a in denied]
+        self.rules = [str(a.get(schema.AUDIT_POLICY_RULE)) for a in denied]
+        first = denied[0]
+        super().__init__(
+            f"otel-audit: the access policy {policy} denies {first.get(schema.AUDIT_ACTION)} of "
+            f"{first.get(schema.AUDIT_RESOURCE_URI)} by {first.get(schema.AUDIT_API)} "
+            f"(rule {first.get(schema.AUDIT_POLICY_RULE)})" + (f" and {len(denied) - 1} more" if len(denied) > 1 else ""))
+
 
 _default_recorder: AuditRecorder | None = None
 

@@ -18,6 +18,7 @@ import re
 import site
 import sys
 import sysconfig
+import time
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from otel_audit import diagnostics, schema
@@ -146,6 +147,7 @@ def default_excluded_prefixes() -> tuple[str, ...]:
 
 _UNKNOWN = object()
 VERDICTS_KEPT = 4096  # paths whose verdict is kept; the cache starts over when full
+CONFIG_CHECK_SECONDS = 1.0  # how long a directory's answer to "is there a config.json beside" is kept
 
 
 class ResourcePolicy:
@@ -159,10 +161,11 @@ class ResourcePolicy:
         self._model_extensions = tuple(config.model_extensions)
         self._model_paths = _compile_globs(config.model_paths)
         self._said_outside_include = self._said_excluded = False
-        # absolute path as given -> normalised path, or None when it is not audited: the policy's verdict on
-        # a path does not change, and programs open the same paths again and again (an excluded access then
-        # costs a dict lookup instead of normpath and the globs)
-        self._verdicts: dict[str, str | None] = {}
+        # absolute path as given -> how it is named (see _name_path), or None when it is not audited: the
+        # policy's verdict on a path does not change, and programs open the same paths again and again (an
+        # access then costs a dict lookup instead of normpath, the globs, quoting the URI)
+        self._verdicts: dict[str, tuple | None] = {}
+        self._configs_seen: dict[str, tuple[float, bool]] = {}  # directory -> (when looked, has a config.json)
 
     # -- policy ------------------------------------------------------------
     def _excluded_by_default(self, path: str) -> bool:
@@ -218,10 +221,22 @@ class ResourcePolicy:
         if lowered.endswith(self._model_extensions) or (
                 self._model_paths is not None and self._model_paths.match(uri if uri is not None else name)):
             return schema.TYPE_MODEL
-        if local and lowered.endswith(_WEIGHTS_BESIDE_CONFIG) and os.path.isfile(
-                os.path.join(os.path.dirname(name), "config.json")):
+        if local and lowered.endswith(_WEIGHTS_BESIDE_CONFIG) and self._beside_config(os.path.dirname(name)):
             return schema.TYPE_MODEL
         return schema.TYPE_DATA
+
+    def _beside_config(self, directory: str) -> bool:
+        """A ``config.json`` is in ``directory``: looked at again after :data:`CONFIG_CHECK_SECONDS` (a loop
+        reading a directory's ``.bin`` files asks once, not once per file and read)."""
+        now = time.monotonic()
+        seen = self._configs_seen.get(directory)
+        if seen is not None and now - seen[0] < CONFIG_CHECK_SECONDS:
+            return seen[1]
+        found = os.path.isfile(os.path.join(directory, "config.json"))
+        if len(self._configs_seen) >= VERDICTS_KEPT:
+            self._configs_seen.clear()
+        self._configs_seen[directory] = (now, found)
+        return found
 
     # -- naming ------------------------------------------------------------
     def describe(self, target: object, api_type: str = schema.TYPE_DATA) -> dict | None:
@@ -235,24 +250,36 @@ class ResourcePolicy:
 
     def describe_path(self, path: str, api_type: str = schema.TYPE_DATA) -> dict | None:
         verdicts = self._verdicts
-        normalised = verdicts.get(path, _UNKNOWN)
-        if normalised is _UNKNOWN:
+        named = verdicts.get(path, _UNKNOWN)
+        if named is _UNKNOWN:
             if not path or "\x00" in path:
                 return None  # the call itself will refuse it; there is no resource to name
-            absolute = os.path.abspath(path)
-            normalised = absolute if self.audits_path(absolute) else None
+            named = self._name_path(os.path.abspath(path))
             if path[0] == os.sep:  # a relative path's verdict depends on the working directory: not kept
                 if len(verdicts) >= VERDICTS_KEPT:
                     verdicts.clear()
-                verdicts[path] = normalised
-        if normalised is None:
+                verdicts[path] = named
+        if named is None:
             return None
-        path = normalised
-        return {
-            schema.AUDIT_RESOURCE_URI: file_uri(path),
-            schema.AUDIT_RESOURCE_TYPE: self.resource_type(path, api_type, local=True),
-            schema.FILE_PATH: safe_text(path),
-        }
+        uri, text, by_name, directory = named
+        if api_type == schema.TYPE_MODEL:
+            kind = schema.TYPE_MODEL
+        elif by_name is not None:
+            kind = by_name
+        else:  # weights, if a config.json is beside them: asked again, it may have appeared
+            kind = schema.TYPE_MODEL if self._beside_config(directory) else schema.TYPE_DATA
+        return {schema.AUDIT_RESOURCE_URI: uri, schema.AUDIT_RESOURCE_TYPE: kind, schema.FILE_PATH: text}
+
+    def _name_path(self, absolute: str) -> "tuple[str, str, str | None, str] | None":
+        """What naming an absolute path takes, done once per path: (URI, exportable path, its type when the
+        name alone decides it, else the directory to look for a ``config.json`` in), or ``None`` when the
+        path is not audited."""
+        if not self.audits_path(absolute):
+            return None
+        kind = self.resource_type(absolute, schema.TYPE_DATA)
+        if kind == schema.TYPE_DATA and absolute.lower().endswith(_WEIGHTS_BESIDE_CONFIG):
+            return file_uri(absolute), safe_text(absolute), None, os.path.dirname(absolute)
+        return file_uri(absolute), safe_text(absolute), kind, ""
 
     def describe_url(self, url: str, api_type: str = schema.TYPE_DATA) -> dict | None:
         scheme = url.partition("://")[0].lower()

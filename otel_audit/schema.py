@@ -66,6 +66,15 @@ CLOUD_REGION = "cloud.region"
 ERROR_TYPE = "error.type"
 DB_COLLECTION_NAME = "db.collection.name"
 ENDUSER_ID = "enduser.id"
+AUDIT_POLICY_DECISION = "audit.policy.decision"
+AUDIT_POLICY_RULE = "audit.policy.rule"
+
+# Values of audit.policy.decision.
+DECISION_ALLOW = "allow"
+DECISION_DENY = "deny"
+DECISION_WOULD_DENY = "would_deny"  # a dry run: the policy denies it, nothing was refused
+DECISION_NOT_ENFORCED = "not_enforced"  # no valid policy could be loaded and ON_FAILURE=open let it through
+DECISIONS = (DECISION_ALLOW, DECISION_DENY, DECISION_WOULD_DENY, DECISION_NOT_ENFORCED)
 
 
 class Attribute(NamedTuple):
@@ -110,6 +119,11 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "never the query"),
     Attribute(ERROR_TYPE, "string", False, "on failure: exception class (e.g. `FileNotFoundError`) or S3 error code (e.g. `NoSuchKey`)"),
     Attribute(ENDUSER_ID, "string", False, "application end user, from `otel_audit.enduser()` or baggage `enduser.id`"),
+    Attribute(AUDIT_POLICY_DECISION, "string", False, "with `OTEL_PYTHON_AUDIT_POLICY` set: `allow`, `deny` "
+              "(refused: outcome `denied`), `would_deny` (a dry run let it through) or `not_enforced` (no valid "
+              "policy could be loaded)"),
+    Attribute(AUDIT_POLICY_RULE, "string", False, "the `id` of the policy rule that decided, `default` when none "
+              "matched, `otel-audit:policy-not-loaded` when no valid policy could be loaded"),
 )
 
 REQUIRED_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES if a.always)

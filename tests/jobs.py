@@ -7,7 +7,8 @@ the destination written); ``<name>`` is relative to the working directory (``.``
 itself; a URL such as ``hf://org/model`` stands for itself).  :func:`check_records` runs the job once plainly and once under the real
 ``opentelemetry-instrument`` and checks every record field by field; :func:`check_fail_closed` runs it
 with ``ON_FAILURE=closed`` and an unwritable spool and checks that every call is refused and that not
-a byte of its directory changed.  Each run starts from the job's own setup (``job.py DIR setup``, without
+a byte of its directory changed; :func:`check_denied` the same under an access policy that denies
+everything.  Each run starts from the job's own setup (``job.py DIR setup``, without
 otel-audit).
 """
 
@@ -120,6 +121,47 @@ def check_records(job: Path, tmp_path: Path, *, count: int, env: dict | None = N
              attrs[schema.AUDIT_RESOURCE_TYPE], uri)] += 1
     assert got == wanted, (sorted(got - wanted), sorted(wanted - got))
     assert sorted(r["attributes"][schema.AUDIT_SEQ] for r in records) == list(range(1, len(records) + 1))
+    return records
+
+
+DENY_ALL = "default: deny\nrules: []\n"
+
+
+def check_denied(job: Path, tmp_path: Path, *, outcomes: list[str], env: dict | None = None) -> list[dict]:
+    """Under an access policy that denies everything, every call is refused with ``otel_audit.AccessDenied``
+    before it touches anything (its directory byte for byte what the setup made), and each refusal is a
+    ``denied`` record naming the call and the resource as the job's comments do.  ``outcomes``: per call,
+    ``denied`` (or ``PROCEEDED`` for a call that names no resource)."""
+    extra = env or {}
+    policy = tmp_path / "deny-all.yaml"
+    policy.write_text(DENY_ALL)
+
+    def denied_run(attempt: int) -> subprocess.CompletedProcess:
+        set_up(job, tmp_path / f"denied-{attempt}", instrumented_env(**extra))
+        snapshots[attempt] = _snapshot(tmp_path / f"denied-{attempt}")
+        env = instrumented_env(OTEL_LOGS_EXPORTER="audit_file", OTEL_PYTHON_AUDIT_POLICY=str(policy),
+                               OTEL_PYTHON_AUDIT_FILE=str(tmp_path / f"denied-{attempt}.jsonl"), **extra)
+        return run_instrumented(job, str(tmp_path / f"denied-{attempt}"), "denied", cwd=tmp_path, env=env)
+
+    snapshots: dict[int, dict] = {}
+    result, attempt = _attempts(denied_run, f"{job.name} under a deny-all policy")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == outcomes, result.stdout
+    directory = (tmp_path / f"denied-{attempt}").resolve()
+    assert _snapshot(directory) == snapshots[attempt]
+    records = [r for r in records_from_jsonl(tmp_path / f"denied-{attempt}.jsonl") if r["event_name"] == schema.EVENT_NAME]
+    named = {(line, api, action, kind, _uri(directory, name)) for line, api, action, kind, name in expected_records(job)}
+    for record in records:
+        attrs = record["attributes"]
+        assert (attrs[schema.AUDIT_OUTCOME], attrs[schema.ERROR_TYPE], attrs[schema.AUDIT_POLICY_DECISION],
+                attrs[schema.AUDIT_POLICY_RULE]) == ("denied", "AccessDenied", "deny", "default"), attrs
+        found = (attrs[schema.CODE_LINE_NUMBER], attrs[schema.AUDIT_API], attrs[schema.AUDIT_ACTION],
+                 attrs[schema.AUDIT_RESOURCE_TYPE], attrs[schema.AUDIT_RESOURCE_URI])
+        if found[1].startswith("polars.scan_"):  # a lazy scan is refused where it is made, before it reads the
+            assert found[2:] in {n[2:] for n in named}, attrs  # schema: the record is the scan's, not the collect's
+        else:
+            assert found in named, attrs
+    assert outcomes.count("denied") <= len(records)
     return records
 
 

@@ -119,6 +119,14 @@ def test_verdicts_kept_per_path_give_the_same_answers_again_and_relative_paths_f
     assert policy.describe_path("x.csv") is None
     monkeypatch.chdir(tmp_path / "data")
     assert policy.describe_path("x.csv")[schema.AUDIT_RESOURCE_URI] == f"file://{tmp_path}/data/x.csv"
+    # the name is kept, but a weights file's type is looked at anew: a config.json may appear beside it
+    weights = tmp_path / "data" / "pytorch_model.bin"
+    assert policy.describe_path(str(weights))[schema.AUDIT_RESOURCE_TYPE] == schema.TYPE_DATA
+    (tmp_path / "data" / "config.json").write_text("{}")
+    policy._configs_seen.clear()  # (the directory's answer is kept a second)
+    assert policy.describe_path(str(weights))[schema.AUDIT_RESOURCE_TYPE] == schema.TYPE_MODEL
+    assert policy.describe_path(str(weights), schema.TYPE_DATA)[schema.AUDIT_RESOURCE_URI] == weights.as_uri()
+    assert policy.describe_path(f"{tmp_path}/data/x.csv", schema.TYPE_MODEL)[schema.AUDIT_RESOURCE_TYPE] == "model"
     for n in range(VERDICTS_KEPT + 5):
         policy.describe_path(f"{tmp_path}/data/{n}.csv")
     assert len(policy._verdicts) <= VERDICTS_KEPT

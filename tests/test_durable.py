@@ -428,6 +428,64 @@ def test_record_encoder_writes_what_the_sdk_encoder_writes_byte_for_byte():
     assert len(encoder._pairs) <= CACHE_LIMIT
 
 
+
+def test_record_heads_kept_encoded_give_the_sdk_bytes_for_every_record_of_a_call_site():
+    """The record path keeps a record's repeating stretch (severity to the attributes before audit.seq and
+    audit.record.id) encoded: records of one call site, one file, one outcome, read from that cache, are
+    still byte for byte what the SDK encodes; so are neighbours that differ in one value or its type."""
+    from opentelemetry._logs import LogRecord, SeverityNumber
+    from opentelemetry.sdk._logs import ReadableLogRecord
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from otel_audit.delivery.otlp import BLOCKS_KEPT, FORMATTED_BODY, LogRecordEncoder
+    from otel_audit.delivery.shipper import encode_record
+
+    encoder = LogRecordEncoder()
+    resource, scope = Resource.create({"service.name": "a"}), InstrumentationScope("otel_audit", "0.1.0")
+
+    def audit_attributes(seq: int, **changes) -> dict:
+        attributes = {schema.AUDIT_RESOURCE_URI: "file:///d/x.bin", schema.AUDIT_RESOURCE_TYPE: "data",
+                      schema.AUDIT_ACTION: "read", schema.AUDIT_API: "builtins.open", schema.CODE_LINE_NUMBER: 7,
+                      schema.FILE_SIZE: 4096, schema.AUDIT_OUTCOME: "success", schema.USER_NAME: "u",
+                      schema.PROCESS_PID: 99, **changes}
+        attributes[schema.AUDIT_SEQ] = seq
+        attributes[schema.AUDIT_RECORD_ID] = f"abc-{seq}"
+        return attributes
+
+    def both(attributes: dict, body=FORMATTED_BODY, severity=SeverityNumber.INFO) -> tuple[bytes, bytes]:
+        timestamp = 1_700_000_000_000_000_000 + attributes[schema.AUDIT_SEQ]
+        ours = encoder.resource_logs(resource, scope, encoder.log_record(
+            timestamp=timestamp, observed_timestamp=timestamp + 5, severity_number=severity.value,
+            severity_text=severity.name, body=body, attributes=attributes, event_name=schema.EVENT_NAME))
+        sdk = encode_record(ReadableLogRecord(LogRecord(
+            timestamp=timestamp, observed_timestamp=timestamp + 5, severity_number=severity, severity_text=severity.name,
+            body=schema.format_body(attributes) if body is FORMATTED_BODY else body, attributes=attributes,
+            event_name=schema.EVENT_NAME), resource, scope))
+        return ours, sdk
+
+    for seq in (1, 2, 127, 128, 16_383, 16_384, 1 << 30):  # the same head, read from the cache after the first
+        ours, sdk = both(audit_attributes(seq))
+        assert ours == sdk, seq
+    assert len(encoder._blocks) == 1
+    for changes in ({schema.CODE_LINE_NUMBER: 8}, {schema.FILE_SIZE: 0}, {schema.AUDIT_OUTCOME: "failure"},
+                    {schema.FILE_SIZE: True}, {schema.FILE_SIZE: 4096.0}, {schema.CODE_LINE_NUMBER: False},
+                    {schema.AUDIT_RESOURCE_FILES: ("a", "b")}, {"extra": ["unhashable"]}):
+        for seq in (3, 4):
+            ours, sdk = both(audit_attributes(seq, **changes))
+            assert ours == sdk, changes
+    ours, sdk = both(audit_attributes(5), body="a body of its own")
+    assert ours == sdk
+    ours, sdk = both(audit_attributes(6), body="another body")  # the same attributes: not the block above
+    assert ours == sdk
+    ours, sdk = both(audit_attributes(7), severity=SeverityNumber.WARN)
+    assert ours == sdk
+    for n in range(BLOCKS_KEPT + 3):  # bounded
+        ours, sdk = both(audit_attributes(n, **{schema.FILE_SIZE: n}))
+        assert ours == sdk
+    assert len(encoder._blocks) <= BLOCKS_KEPT
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_otlp_exporters_get_the_spooled_bytes_through_their_own_transport_and_settings(tmp_path, monkeypatch,
                                                                                         protocol):

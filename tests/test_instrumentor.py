@@ -263,7 +263,7 @@ def test_resource_without_instance_id_is_reported(capsys):
 def test_the_public_names_the_readme_uses_are_importable_from_the_package():
     import otel_audit
 
-    assert sorted(otel_audit.__all__) == ["AuditConfig", "AuditInstrumentor", "__version__", "audit_access",
+    assert sorted(otel_audit.__all__) == ["AccessDenied", "AuditConfig", "AuditInstrumentor", "__version__", "audit_access",
                                           "enduser", "record_access"]
     for name in otel_audit.__all__:
         assert getattr(otel_audit, name) is not None

@@ -5,8 +5,9 @@ body, timestamps, a severity, maybe a trace context), and a serialized protobuf 
 concatenation of its fields.  So the record path does not build SDK objects and protobuf
 messages to serialize them: it writes each field's bytes, in field-number order, exactly as the
 protobuf runtime does (``tests/test_durable.py`` compares the two byte for byte and field by field).
-What repeats is encoded once and kept: each attribute key, and each (key, string value) pair
-(the user, the API, the action, the paths a program reads again and again), in a bounded cache.
+What repeats is encoded once and kept: each attribute key, and each (key, value) pair of a string or
+an integer (the user, the API, the action, the paths a program reads again and again, its pid, a
+call site's line), in a bounded cache: a repeated attribute costs one dictionary lookup.
 The resource and the scope, constant in a process, are encoded once by the SDK's own encoder
 (imported with protobuf at the first record, not when a program starts).
 
@@ -49,14 +50,20 @@ _double = struct.Struct("<d").pack
 # one-byte varints, the common case, made once
 _SMALL = [bytes([n]) for n in range(0x80)]
 
-CACHE_LIMIT = 4096  # (key, string value) pairs kept; the cache starts over when full
-UNCACHED = frozenset({schema.AUDIT_RECORD_ID})  # unique to each record: caching them would only churn the cache
+CACHE_LIMIT = 4096  # (key, value) pairs kept; the cache starts over when full
+# unique to each record: caching them would only churn the cache
+UNCACHED = frozenset({schema.AUDIT_RECORD_ID, schema.AUDIT_SEQ})
+BLOCKS_KEPT = 2048  # encoded record heads kept (about 1 KiB each); the cache starts over when full
+FORMATTED_BODY = object()  # LogRecordEncoder.log_record(body=FORMATTED_BODY): schema.format_body of the attributes
+_BLOCKABLE = frozenset({str, int})
 
 
 def varint(n: int) -> bytes:
     """An unsigned varint (a negative int64 as its 64-bit two's complement, as protobuf writes it)."""
     if 0 <= n < 0x80:
         return _SMALL[n]
+    if 0 < n < 0x4000:  # a sequence number, a line, a length: two bytes
+        return bytes((n & 0x7F | 0x80, n >> 7))
     if n < 0:
         n &= 0xFFFF_FFFF_FFFF_FFFF
     out = bytearray()
@@ -111,11 +118,15 @@ class LogRecordEncoder:
     ``service.instance.id``).
     """
 
+    FORMATTED_BODY = FORMATTED_BODY
+
     def __init__(self):
         self._key: tuple | None = None
         self._parts = (b"", b"", b"", b"")
-        self._pairs: dict[tuple[str, str], bytes] = {}  # (key, str value) -> the attribute's whole field
+        self._pairs: dict[tuple[str, Any], tuple[type, bytes]] = {}  # (key, value) -> (type, the whole field)
         self._keys: dict[str, bytes] = {}  # key -> its KeyValue.key field
+        self._blocks: dict[tuple, bytes] = {}  # (severity, its text, body, the attributes but the last) -> fields
+        self._events: dict[str, bytes] = {}  # event name -> its field
 
     def _rebuild(self, resource, scope) -> None:
         # the SDK's encoder and protobuf: at the first record, not at start
@@ -131,44 +142,96 @@ class LogRecordEncoder:
 
     def attributes(self, attributes: Mapping[str, Any]) -> bytes:
         """The ``LogRecord.attributes`` fields, in the mapping's order (as the SDK encodes them)."""
-        pairs, keys, small = self._pairs, self._keys, _SMALL
+        return self._items(tuple(attributes.items()))
+
+    def _items(self, items) -> bytes:
+        """``(key, value)`` pairs' fields, each found in the pair cache or encoded (and kept)."""
+        pairs = self._pairs
         out = []
-        for key, value in attributes.items():
-            try:
-                kind = type(value)
-                if kind is str and key not in UNCACHED:
-                    field = pairs.get((key, value))
-                    if field is None:
-                        if len(pairs) >= CACHE_LIMIT:
-                            pairs.clear()
-                        field = pairs[(key, value)] = _delimited(_ATTRIBUTE, key_value(key, value))
-                    out.append(field)
-                    continue
-                encoded_key = keys.get(key)
-                if encoded_key is None:
-                    encoded_key = keys[key] = _delimited(_KEY, key.encode("utf-8")) if key else b""
-                if kind is int and 0 <= value < (1 << 63):  # seq, pid, line, size: at most 11 bytes of value
-                    inner = b"\x18" + (small[value] if value < 0x80 else varint(value))
-                    pair = encoded_key + _VALUE + small[len(inner)] + inner
+        append = out.append
+        try:
+            for item in items:
+                # (key, value) -> (the value's type, the attribute's whole field); the type is compared
+                # because True == 1 == 1.0 would find each other's entries
+                cached = pairs.get(item)
+                if cached is not None and cached[0] is type(item[1]):
+                    append(cached[1])
                 else:
-                    pair = encoded_key + _delimited(_VALUE, any_value(value))
-                length = len(pair)
-                out.append(_ATTRIBUTE + (small[length] if length < 0x80 else varint(length)) + pair)
-            except Exception as exc:  # as the SDK's encoder does: the attribute is left out, the record goes on
-                diagnostics.report_internal_error(f"encoding the attribute {diagnostics.shorten(str(key))}", exc)
+                    append(self._attribute(*item))
+        except TypeError:  # an unhashable value (a list): these attributes one by one
+            return b"".join(self._attribute(key, value) for key, value in items)
         return b"".join(out)
+
+    def _attribute(self, key: str, value: Any) -> bytes:
+        """One attribute's field, kept for next time when its value is a string or an integer that repeats."""
+        try:
+            kind = type(value)
+            encoded_key = self._keys.get(key)
+            if encoded_key is None:
+                encoded_key = self._keys[key] = _delimited(_KEY, key.encode("utf-8")) if key else b""
+            if kind is int and 0 <= value < (1 << 63):  # seq, pid, line, size: at most 11 bytes of value
+                inner = b"\x18" + (_SMALL[value] if value < 0x80 else varint(value))
+                pair = encoded_key + _VALUE + _SMALL[len(inner)] + inner
+            else:
+                pair = encoded_key + _delimited(_VALUE, any_value(value))
+            length = len(pair)
+            field = _ATTRIBUTE + (_SMALL[length] if length < 0x80 else varint(length)) + pair
+        except Exception as exc:  # as the SDK's encoder does: the attribute is left out, the record goes on
+            diagnostics.report_internal_error(f"encoding the attribute {diagnostics.shorten(str(key))}", exc)
+            return b""
+        if (kind is str or kind is int) and key not in UNCACHED:
+            pairs = self._pairs
+            if len(pairs) >= CACHE_LIMIT:
+                pairs.clear()
+            pairs[(key, value)] = (kind, field)
+        return field
 
     def log_record(self, *, timestamp: int | None, observed_timestamp: int, severity_number: int, severity_text: str | None,
                    body: Any, attributes: Mapping[str, Any], event_name: str | None, trace_id: int = 0, span_id: int = 0,
                    trace_flags: int = 0, dropped_attributes: int = 0) -> bytes:
-        """A ``LogRecord``'s bytes: its fields in field-number order, defaults omitted (proto3)."""
-        parts = [_TIME + _fixed64(timestamp)] if timestamp else []
-        if severity_number:
-            parts.append(_SEVERITY_NUMBER + varint(severity_number))
-        if severity_text:
-            parts.append(_delimited(_SEVERITY_TEXT, severity_text.encode("utf-8")))
-        parts.append(_delimited(_BODY, any_value(body)))
-        parts.append(self.attributes(attributes))
+        """A ``LogRecord``'s bytes: its fields in field-number order, defaults omitted (proto3).
+
+        ``body`` may be :data:`FORMATTED_BODY`: the schema's one-line body of these attributes
+        (:func:`otel_audit.schema.format_body`), then worked out only when not kept already.
+
+        From one access of a file at a line of code to the next, everything from the severity to the
+        attributes but the last, per-record ones (``audit.seq``, ``audit.record.id``) is the same:
+        that stretch is kept encoded as one block, found with one lookup, when the attribute values
+        are plain strings and integers (so that equal values are of one type: ``True == 1`` must
+        not find another's block) and the body is a string or formatted from them.
+        """
+        items = tuple(attributes.items())
+        cut = len(items)
+        while cut and items[cut - 1][0] in UNCACHED:
+            cut -= 1
+        head = items[:cut] if cut < len(items) else items
+        if (type(body) is str or body is FORMATTED_BODY) and _BLOCKABLE.issuperset(map(type, attributes.values())):
+            key = (severity_number, severity_text, None if body is FORMATTED_BODY else body, head)
+            blocks = self._blocks
+            block = blocks.get(key)
+            if block is None:
+                block = self._head(severity_number, severity_text, body, attributes, head)
+                if len(blocks) >= BLOCKS_KEPT:
+                    blocks.clear()
+                blocks[key] = block
+        else:
+            block = self._head(severity_number, severity_text, body, attributes, head)
+        parts = [_TIME + _fixed64(timestamp), block] if timestamp else [block]
+        keys = self._keys
+        for key, value in items[cut:]:  # audit.seq, audit.record.id: new in each record, written here directly
+            encoded_key = keys.get(key)
+            kind = type(value)
+            if encoded_key is None or not (kind is int and 0 <= value < (1 << 63) or kind is str and value.isascii()):
+                parts.append(self._attribute(key, value))
+                continue
+            if kind is int:
+                value = b"\x18" + (_SMALL[value] if value < 0x80 else varint(value))
+            else:
+                value = b"\x0a" + _SMALL[len(value)] + value.encode() if len(value) < 0x80 else any_value(value)
+            length = len(value)
+            pair = encoded_key + _VALUE + (_SMALL[length] if length < 0x80 else varint(length)) + value
+            length = len(pair)
+            parts.append(_ATTRIBUTE + (_SMALL[length] if length < 0x80 else varint(length)) + pair)
         if dropped_attributes:
             parts.append(_DROPPED + varint(dropped_attributes))
         if trace_flags:
@@ -180,7 +243,21 @@ class LogRecordEncoder:
         if observed_timestamp:
             parts.append(_OBSERVED_TIME + _fixed64(observed_timestamp))
         if event_name:
-            parts.append(_delimited(_EVENT_NAME, event_name.encode("utf-8")))
+            event = self._events.get(event_name)
+            if event is None:
+                event = self._events[event_name] = _delimited(_EVENT_NAME, event_name.encode("utf-8"))
+            parts.append(event)
+        return b"".join(parts)
+
+    def _head(self, severity_number: int, severity_text: str | None, body: Any, attributes: Mapping[str, Any],
+              head: tuple) -> bytes:
+        """Severity, severity text, body and the ``head`` attributes: the fields between the two timestamps'
+        neighbours that repeat from record to record."""
+        parts = [_SEVERITY_NUMBER + varint(severity_number)] if severity_number else []
+        if severity_text:
+            parts.append(_delimited(_SEVERITY_TEXT, severity_text.encode("utf-8")))
+        parts.append(_delimited(_BODY, any_value(schema.format_body(attributes) if body is FORMATTED_BODY else body)))
+        parts.append(self._items(head))
         return b"".join(parts)
 
     def resource_logs(self, resource, scope, log_record: bytes) -> bytes:
@@ -189,8 +266,11 @@ class LogRecordEncoder:
         if key is None or key[0] is not resource or key[1] is not scope:
             self._rebuild(resource, scope)
         resource_head, resource_tail, scope_head, scope_tail = self._parts
-        return resource_head + _delimited(_SCOPE_LOGS, scope_head + _delimited(_LOG_RECORD, log_record) + scope_tail) \
-            + resource_tail
+        length = len(log_record)
+        record_length = _SMALL[length] if length < 0x80 else varint(length)
+        scope_length = len(scope_head) + 1 + len(record_length) + length + len(scope_tail)
+        return b"".join((resource_head, _SCOPE_LOGS, _SMALL[scope_length] if scope_length < 0x80 else varint(scope_length),
+                         scope_head, _LOG_RECORD, record_length, log_record, scope_tail, resource_tail))
 
     def encode(self, record) -> bytes:
         """An SDK ``ReadableLogRecord``, encoded this way (what :func:`shipper.encode_record` makes with the SDK)."""

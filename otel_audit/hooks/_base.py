@@ -380,7 +380,7 @@ class AccessPoint:
                 accesses = None
             if accesses is None:
                 return wrapped(*args, **kwargs)
-            recorder.admit()  # fail-closed: PermissionError before the access happens
+            recorder.admit(accesses)  # fail-closed, and the policy: PermissionError before the access happens
 
             start_ns = time.time_ns()
             touched = [] if list_files else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from otel_audit import schema
-from otel_audit.hooks._base import AccessPoint, action_of_mode, argument
+from otel_audit.hooks._base import AccessPoint, action_of_mode
 from otel_audit.resources import ResourcePolicy, fspath_or_none, safe_text
 
 def _describe(policy: ResourcePolicy, instance, args: tuple, kwargs: dict) -> dict | None:
@@ -32,11 +32,18 @@ def _describe(policy: ResourcePolicy, instance, args: tuple, kwargs: dict) -> di
     attributes = policy.describe_path(path)
     if attributes is None:
         return None
-    mode = argument(args, kwargs, 1, "mode", "r")
-    mode = mode if isinstance(mode, str) else str(mode)
-    attributes[schema.AUDIT_MODE] = safe_text(mode)
-    attributes[schema.AUDIT_ACTION] = action_of_mode(mode)
+    mode = args[1] if len(args) > 1 else kwargs.get("mode", "r") if kwargs else "r"
+    described = _MODES.get(mode) if type(mode) is str else None
+    if described is None:
+        mode = mode if isinstance(mode, str) else str(mode)
+        described = (safe_text(mode), action_of_mode(mode))
+        if len(_MODES) < 64:  # the handful of modes programs use; an odd one is worked out each time
+            _MODES[mode] = described
+    attributes[schema.AUDIT_MODE], attributes[schema.AUDIT_ACTION] = described
     return attributes
+
+
+_MODES: dict[str, tuple[str, str]] = {}  # mode -> (as recorded, action)
 
 
 def _after(attributes: dict, result) -> None:

@@ -17,11 +17,13 @@ itself only reads the source's schema: fail-closed refuses it, but it is not rec
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from typing import Any
 
 from otel_audit import diagnostics, schema
+from otel_audit.callsite import find_call_site
 from otel_audit.context import in_audited_call
 from otel_audit.hooks._base import AccessPoint, FileArgument, argument, describe_file_argument, file_functions_patchers
 from otel_audit.resources import ResourcePolicy
@@ -73,7 +75,9 @@ def _scanned_sources(lazy: Any) -> list[dict]:
     return found
 
 
-def _scan_wrapper(point: AccessPoint):
+def _scan_wrapper(point: AccessPoint, name: str):
+    api = f"polars.{name}"
+
     def wrapper(wrapped, instance, args, kwargs):
         recorder = point._recorder
         if recorder is None or in_audited_call.get() is not False:  # inside read_*: its record covers it
@@ -83,8 +87,12 @@ def _scan_wrapper(point: AccessPoint):
         except Exception as exc:
             diagnostics.report_internal_error("polars scan", exc)
             accesses = []
-        if accesses:
-            recorder.admit()  # fail-closed: the scan reads the source's schema
+        if accesses:  # fail-closed, and the policy: the scan reads the source's schema; refused, it is the record
+            caller = sys._getframe().f_back
+            call_site = (find_call_site(caller) if caller is not None else None) or ("<unknown>", 0, "<unknown>")
+            recorder.admit([{**attributes, schema.AUDIT_API: api, schema.AUDIT_ACTION: READ, schema.CODE_FILE_PATH: call_site[0],
+                             schema.CODE_LINE_NUMBER: call_site[1], schema.CODE_FUNCTION_NAME: call_site[2]}
+                            for attributes in accesses])
         lazy = wrapped(*args, **kwargs)
         if accesses:
             try:
@@ -122,7 +130,7 @@ def _patch_polars(point: AccessPoint, module) -> None:
     _FILE_FUNCTIONS["polars"](point, module)  # readers and DataFrame writers: the file-functions table
     for name in SCANS:
         if hasattr(module, name):
-            point.wrap(module, name, _scan_wrapper(point))
+            point.wrap(module, name, _scan_wrapper(point, name))
     if hasattr(module, "collect_all"):
         point.wrap(module, "collect_all", point.audited("polars.collect_all", None, _describe_collect_all,
                                                         user_calls_only=True))

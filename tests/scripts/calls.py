@@ -4,7 +4,8 @@
 ``python job.py DIR`` then makes each call and prints what it returned (plain values as they are, other
 objects by type name, so that a plain and an audited run can be compared).  ``python job.py DIR closed``
 makes each call expecting otel-audit to refuse it (fail-closed with an unwritable spool) and prints, per
-call, ``refused`` or what happened instead.
+call, ``refused`` or what happened instead; ``python job.py DIR denied`` the same under an access policy
+that denies everything (``denied``: it raised ``otel_audit.AccessDenied``).
 """
 import sys
 
@@ -22,13 +23,16 @@ def run(calls, setup=None):
             setup()
         return
     for call in calls:
-        if mode != "closed":
+        if mode not in ("closed", "denied"):
             print(shown(call()))
             continue
         try:
             call()
             print("PROCEEDED")
         except PermissionError as exc:
-            print("refused" if "could not be audited" in str(exc) else f"other PermissionError: {exc}")
+            if mode == "denied":  # the access policy refused it (otel_audit.AccessDenied)
+                print("denied" if type(exc).__name__ == "AccessDenied" else f"other PermissionError: {exc}")
+            else:
+                print("refused" if "could not be audited" in str(exc) else f"other PermissionError: {exc}")
         except Exception as exc:  # noqa: BLE001 - the test shows what happened instead
             print(f"other: {type(exc).__name__}: {exc}")
