@@ -138,6 +138,15 @@ def _choice(source: str, where: str, name: str, value: Any, accepted: tuple[str,
     return value.strip().lower()
 
 
+def _check_mapping(where: str, what: str, value: Any, fields: tuple[str, ...]) -> None:
+    """``value`` is a mapping of only ``fields`` (the document, a rule)."""
+    if not isinstance(value, dict):
+        raise PolicyError(f"{where}: {what} is {_shown(value)}; accepted: a mapping with {', '.join(fields)}")
+    unknown = sorted(str(k) for k in value if k not in fields)
+    if unknown:
+        raise PolicyError(f"{where}: field {_shown(unknown[0])} is not accepted; accepted: {', '.join(fields)}")
+
+
 def _globs(where: str, name: str, value: Any) -> tuple[str, ...]:
     globs = [value] if isinstance(value, str) else value
     if not isinstance(globs, list) or not globs or not all(isinstance(g, str) and g for g in globs):
@@ -172,12 +181,7 @@ def parse(data: bytes, source: str) -> Policy:
             problem = getattr(exc, "problem", None) or str(exc)
             raise PolicyError(f"{_where(source)} is not valid YAML: {at}{diagnostics.one_line(problem)}") from None
     where = _where(source)
-    if not isinstance(document, dict):
-        raise PolicyError(f"{where}: the document is {type(document).__name__}; accepted: a mapping with "
-                          f"{', '.join(TOP_LEVEL_FIELDS)}")
-    unknown = sorted(str(k) for k in document if k not in TOP_LEVEL_FIELDS)
-    if unknown:
-        raise PolicyError(f"{where}: field {_shown(unknown[0])} is not accepted; accepted: {', '.join(TOP_LEVEL_FIELDS)}")
+    _check_mapping(where, "the document", document, TOP_LEVEL_FIELDS)
     default = _choice(source, where, "default", document.get("default", ALLOW), EFFECTS)
     mode = _choice(source, where, "mode", document.get("mode", ENFORCE), MODES)
     rules_value = document.get("rules", [])
@@ -187,12 +191,7 @@ def parse(data: bytes, source: str) -> Policy:
     for index, raw in enumerate(rules_value):
         rule_id = raw.get("id") if isinstance(raw, dict) else None
         here = _where(source, index, rule_id)
-        if not isinstance(raw, dict):
-            raise PolicyError(f"{here}: {_shown(raw)} is not accepted; accepted: a mapping with "
-                              f"{', '.join(RULE_FIELDS)}")
-        unknown = sorted(str(k) for k in raw if k not in RULE_FIELDS)
-        if unknown:
-            raise PolicyError(f"{here}: field {_shown(unknown[0])} is not accepted; accepted: {', '.join(RULE_FIELDS)}")
+        _check_mapping(here, "the rule", raw, RULE_FIELDS)
         if not isinstance(rule_id, str) or not rule_id.strip():
             raise PolicyError(f"{here}: id {_shown(rule_id)} is not accepted; accepted: a non-empty string naming the rule")
         if rule_id in seen:
