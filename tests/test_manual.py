@@ -154,3 +154,25 @@ def test_records_carry_the_active_span(audited, data_file):
     assert inside["trace_id"] == format(span.get_span_context().trace_id, "032x")
     assert inside["span_id"] == format(span.get_span_context().span_id, "016x")
     assert outside["trace_id"].strip("0") == ""
+
+
+def test_fail_closed_refuses_manual_accesses_whose_record_cannot_be_spooled(tmp_path):
+    """Like every hook, the manual API asks first: an unwritable spool under ON_FAILURE=closed refuses it."""
+    from otel_audit import recorder as recorder_module
+    from otel_audit.recorder import AuditRecorder
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the spool directory should be")
+    previous = recorder_module._default_recorder
+    recorder_module.set_default_recorder(AuditRecorder(AuditConfig(
+        delivery="durable", on_failure="closed", spool_dir=str(blocker / "spool"))))
+    ran = []
+    try:
+        with pytest.raises(PermissionError, match="could not be audited"):
+            otel_audit.record_access("postgres://db/t", "read")
+        with pytest.raises(PermissionError, match="could not be audited"):
+            with otel_audit.audit_access("mlflow://models/m/1", "read"):
+                ran.append(True)
+    finally:
+        recorder_module.set_default_recorder(previous)
+    assert ran == []
