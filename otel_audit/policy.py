@@ -47,6 +47,7 @@ MODES = (ENFORCE, DRY_RUN)
 MATCH_FIELDS = ("resource", "user", "action", "type", "api", "enduser", "service")
 TOP_LEVEL_FIELDS = ("default", "mode", "rules")
 RULE_FIELDS = ("id", "effect", "match", "description")
+ENUMERATED_FIELDS = {"action": schema.ACTIONS, "type": schema.RESOURCE_TYPES}  # match fields with known values
 DEFAULT_RULE = "default"  # audit.policy.rule when no rule matched
 UNLOADABLE_RULE = "otel-audit:policy-not-loaded"  # audit.policy.rule of accesses refused for want of a policy
 MAX_POLICY_BYTES = 4 * 1024 * 1024
@@ -132,7 +133,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= diagnostics.MAX_VALUE else diagnostics.shorten(text)
 
 
-def _choice(source: str, where: str, name: str, value: Any, accepted: tuple[str, ...]) -> str:
+def _choice(where: str, name: str, value: Any, accepted: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value.strip().lower() not in accepted:
         raise PolicyError(f"{where}: {name} {_shown(value)} is not accepted; accepted: {', '.join(accepted)}")
     return value.strip().lower()
@@ -182,8 +183,8 @@ def parse(data: bytes, source: str) -> Policy:
             raise PolicyError(f"{_where(source)} is not valid YAML: {at}{diagnostics.one_line(problem)}") from None
     where = _where(source)
     _check_mapping(where, "the document", document, TOP_LEVEL_FIELDS)
-    default = _choice(source, where, "default", document.get("default", ALLOW), EFFECTS)
-    mode = _choice(source, where, "mode", document.get("mode", ENFORCE), MODES)
+    default = _choice(where, "default", document.get("default", ALLOW), EFFECTS)
+    mode = _choice(where, "mode", document.get("mode", ENFORCE), MODES)
     rules_value = document.get("rules", [])
     if not isinstance(rules_value, list):
         raise PolicyError(f"{where}: rules {_shown(rules_value)} is not accepted; accepted: a list of rules")
@@ -197,7 +198,7 @@ def parse(data: bytes, source: str) -> Policy:
         if rule_id in seen:
             raise PolicyError(f"{here}: id {_shown(rule_id)} is not accepted: another rule has it; accepted: a unique id")
         seen.add(rule_id)
-        effect = _choice(source, here, "effect", raw.get("effect"), EFFECTS)
+        effect = _choice(here, "effect", raw.get("effect"), EFFECTS)
         match = raw.get("match", {})
         if not isinstance(match, dict):
             raise PolicyError(f"{here}: match {_shown(match)} is not accepted; accepted: a mapping of "
@@ -207,16 +208,11 @@ def parse(data: bytes, source: str) -> Policy:
             if name not in MATCH_FIELDS:
                 raise PolicyError(f"{here}: match field {_shown(name)} is not accepted; accepted: {', '.join(MATCH_FIELDS)}")
             globs[name] = _globs(here, name, value)
-        if "action" in globs:
-            for glob in globs["action"]:
-                if not any(fnmatch.fnmatchcase(action, glob) for action in schema.ACTIONS):
-                    raise PolicyError(f"{here}: match.action {_shown(glob)} matches no action; accepted: "
-                                      f"{', '.join(schema.ACTIONS)} (or a glob of them)")
-        if "type" in globs:
-            for glob in globs["type"]:
-                if not any(fnmatch.fnmatchcase(kind, glob) for kind in schema.RESOURCE_TYPES):
-                    raise PolicyError(f"{here}: match.type {_shown(glob)} matches no type; accepted: "
-                                      f"{', '.join(schema.RESOURCE_TYPES)}")
+        for name, values in ENUMERATED_FIELDS.items():  # a glob that can match nothing is a typo
+            for glob in globs.get(name, ()):
+                if not any(fnmatch.fnmatchcase(value, glob) for value in values):
+                    raise PolicyError(f"{here}: match.{name} {_shown(glob)} matches no {name}; accepted: "
+                                      f"{', '.join(values)} (or a glob of them)")
         rules.append(Rule(index, rule_id, effect, globs, {name: _compile(g) for name, g in globs.items()}))
     return Policy(source, default, mode, tuple(rules), hashlib.sha256(data).hexdigest(),
                   any("enduser" in rule.match for rule in rules))
@@ -350,7 +346,7 @@ class PolicyGuard:
             decision = policy.decide(facts)
             if decision.effect == ALLOW:
                 verdict = Verdict(ALLOW, decision.rule, False)
-            elif (self._mode or policy.mode) == DRY_RUN:
+            elif self.mode == DRY_RUN:
                 verdict = Verdict("would_deny", decision.rule, False)
             else:
                 verdict = Verdict(DENY, decision.rule, True)

@@ -150,7 +150,7 @@ class AuditRecorder:
         guard = self._guard
         if guard is None or not accesses:
             return
-        refused = None
+        refused = []
         try:
             if self._service is None:
                 self._service = str(self._resource().attributes.get("service.name", "unknown_service"))
@@ -159,15 +159,17 @@ class AuditRecorder:
                 attributes[schema.AUDIT_POLICY_DECISION] = verdict.decision
                 attributes[schema.AUDIT_POLICY_RULE] = verdict.rule
                 if verdict.refuse:
-                    refused = [*(refused or ()), attributes]
+                    refused.append(attributes)
         except Exception as exc:  # a fault in deciding: as if no policy could be loaded
             diagnostics.report_internal_error("the access policy", exc)
             if self.config.on_failure != "closed":
                 return
+            from otel_audit.policy import UNLOADABLE_RULE
+
             refused = list(accesses)
             for attributes in refused:
                 attributes[schema.AUDIT_POLICY_DECISION] = schema.DECISION_DENY
-                attributes[schema.AUDIT_POLICY_RULE] = "otel-audit:policy-not-loaded"
+                attributes[schema.AUDIT_POLICY_RULE] = UNLOADABLE_RULE
         if refused:
             start_ns = time.time_ns()
             for attributes in refused:
