@@ -15,6 +15,7 @@ import pytest
 from conftest import REPO, instrumented_env, otel_audit_lines, run_instrumented
 from jobs import check_fail_closed, check_records
 from otel_audit import schema
+from otel_audit.config import AuditConfig
 from otel_audit.recorder import exception_type_name
 
 SCRIPTS = REPO / "tests" / "scripts"
@@ -376,3 +377,20 @@ def test_a_pandas_sql_url_is_recorded_without_its_credentials(audited):
     assert attrs[schema.DB_COLLECTION_NAME] == "patients"
     dumped = json.dumps(record, default=str)
     assert "s3cret" not in dumped and "hunter2" not in dumped and "alice:" not in dumped
+
+
+def test_io_fileio_patched_again_is_not_wrapped_twice_and_is_restored():
+    import io
+
+    from otel_audit.hooks import os_hook
+    from otel_audit.instrumentor import AuditInstrumentor
+
+    instrumentor = AuditInstrumentor()
+    instrumentor.instrument(config=AuditConfig(delivery="memory", hooks=("os",)))
+    try:
+        first = vars(io.FileIO)["__init__"]
+        os_hook.ACCESS_POINT._on_import("io", io)  # the module's patch run again, as a second install does
+        assert vars(io.FileIO)["__init__"] is first
+    finally:
+        instrumentor.uninstrument()
+    assert type(vars(io.FileIO)["__init__"]).__name__ == "wrapper_descriptor"

@@ -260,7 +260,7 @@ class AccessPoint:
         ``__module__``/``__qualname__`` and accept it only if they find that
         very object, so ``pool.map(pd.read_csv, files)`` keeps working.
         """
-        if any(o is owner and a == attribute for o, a, _ in self._originals):
+        if self._replaced(owner, attribute):
             return
         places = [(owner, attribute, vars(owner).get(attribute, _MISSING))]
         wrapper = _filed_under_library(wrapper, owner)
@@ -282,6 +282,10 @@ class AccessPoint:
                 setattr(home, name, function)
         self._originals.extend(places)
 
+    def _replaced(self, owner: Any, attribute: str) -> bool:
+        """``owner.attribute`` is replaced already (a module patched again is not wrapped twice)."""
+        return any(o is owner and a == attribute for o, a, _ in self._originals)
+
     def wrap_type_init(self, cls: type, wrapper: Callable) -> None:
         """Record the constructor of a C type (``io.FileIO``) by giving the type a Python ``__init__``.
 
@@ -294,6 +298,8 @@ class AccessPoint:
         signature (for ``inspect``) is kept; the type's ``__init__`` slot is restored exactly by
         :meth:`uninstall`.
         """
+        if self._replaced(cls, "__init__"):
+            return
         original = vars(cls)["__init__"]  # a C slot wrapper
         getframe, made_inside = sys._getframe, _AUDITED_WRAPPER_CODE
 
