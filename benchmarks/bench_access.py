@@ -415,8 +415,8 @@ def _prepare(case: str, path: str, protocol: str, receiver, result: dict):
         config = AuditConfig(delivery="durable", spool_dir=spool_dir, spool_fsync="batch")
         AuditInstrumentor().instrument(logger_provider=provider, config=config)
         recorder = result["_recorder"] = default_recorder()
-        result["_shipper"] = recorder._shipper
-        if recorder._shipper is None:
+        result["_shipper"] = recorder.shipper()
+        if result["_shipper"] is None:
             raise RuntimeError("delivery='durable' gave the recorder no shipper")
 
         def delivered(emitted: int) -> bool:

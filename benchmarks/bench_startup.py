@@ -8,13 +8,22 @@ all the same), interleaved, ``--repeat`` times each, and prints the median wall 
 ``audit_file`` sink by default (``--exporter otlp`` for gRPC to a port nobody listens on: nothing is
 sent by ``pass``).  ``-X importtime`` of one audited run, for the modules to blame, with ``--imports``.
 
-    .venv/bin/python benchmarks/bench_startup.py            # --repeat 20, --exporter otlp, --imports
+Start-up times on these machines spread by a factor of two from run to run (460-980 ms for the same
+command within a minute), so a median difference of 15 ms moves by as much between runs.
+``--instructions`` adds the steady measure: the instructions each start executes, counted by
+``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``, after a run that wrote the bytecode: repeatable to
+a few thousand of the ~900 million), and what the added ones come to at the median CPU time per
+instruction of the runs without otel-audit.
+
+    .venv/bin/python benchmarks/bench_startup.py                  # --repeat 20, --exporter audit_file
+    .venv/bin/python benchmarks/bench_startup.py --instructions   # and the instruction counts (+1 min)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -67,7 +76,10 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--exporter", choices=("audit_file", "otlp"), default="audit_file")
     parser.add_argument("--imports", action="store_true", help="print the slowest imports otel-audit brings")
+    parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind too")
     args = parser.parse_args(argv)
+    if args.instructions and shutil.which("valgrind") is None:
+        sys.exit("bench_startup: valgrind is not installed (Debian: apt-get install valgrind)")
     command = [_instrument(), sys.executable, "-c", "pass"]
     with tempfile.TemporaryDirectory() as spool:
         audited_env, plain_env = _env(args.exporter, False, spool), _env(args.exporter, True, spool)
@@ -76,6 +88,8 @@ def main(argv=None) -> int:
         for _ in range(args.repeat):
             audited.append(_once(command, audited_env))
             plain.append(_once(command, plain_env))
+        if args.instructions:
+            counted = {"plain": _instructions(command, plain_env), "audited": _instructions(command, audited_env)}
         if args.imports:
             result = subprocess.run([*command[:2], "-X", "importtime", "-c", "pass"], env=audited_env,
                                     capture_output=True, text=True)
@@ -98,7 +112,31 @@ def main(argv=None) -> int:
         print(f"    with otel-audit     {a:7.1f} ms  ({spread(audited)})")
         print(f"    added               {a - p:+7.1f} ms  ({a / p:.2f}x; target <= +{TARGET_MS:.0f} ms: "
               f"{'met' if a - p <= TARGET_MS else 'NOT met'})")
+    if args.instructions:
+        p_i, a_i = counted["plain"], counted["audited"]
+        per_instruction = statistics.median(run[1] for run in plain) / p_i  # CPU ms per instruction
+        added = (a_i - p_i) * per_instruction
+        print("  instructions (callgrind, the audited program's process):")
+        print(f"    without otel-audit  {p_i:>13,}")
+        print(f"    with otel-audit     {a_i:>13,}")
+        print(f"    added               {a_i - p_i:>+13,}  ({a_i / p_i:.3f}x; at the runs' CPU time per instruction "
+              f"{added:+.1f} ms; target <= +{TARGET_MS:.0f} ms: {'met' if added <= TARGET_MS else 'NOT met'})")
     return 0
+
+
+def _instructions(command: list[str], env: dict) -> int:
+    """Instructions the program's own process executes (``opentelemetry-instrument`` execs Python: the
+    count is of the process image that ends, the one otel-audit runs in)."""
+    env = {**env, "PYTHONHASHSEED": "0"}
+    counts = []
+    for _ in range(2):  # the first writes any missing bytecode: the second is the one counted
+        result = subprocess.run(["valgrind", "--tool=callgrind", "--trace-children=yes",
+                                 "--callgrind-out-file=/dev/null", *command], env=env, capture_output=True, text=True)
+        found = re.findall(r"Collected\s*:\s*(\d+)", result.stderr)
+        if result.returncode != 0 or not found:
+            sys.exit(f"callgrind run failed ({result.returncode}):\n{result.stderr[-2000:]}")
+        counts.append(int(found[-1]))
+    return counts[-1]
 
 
 if __name__ == "__main__":

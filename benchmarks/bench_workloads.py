@@ -103,7 +103,7 @@ def run_workload(name: str, directory: str) -> dict:
     loop_wall = time.perf_counter() - wall
     from otel_audit.recorder import _default_recorder
 
-    shipper = getattr(_default_recorder, "_shipper", None) if _default_recorder is not None else None
+    shipper = _default_recorder.shipper() if _default_recorder is not None else None
     if shipper is not None:
         shipper.shutdown()  # every record delivered and acknowledged (or the timeout said otherwise)
     return {"cpu": time.process_time() - cpu, "wall": loop_wall, "samples": samples}

@@ -17,7 +17,6 @@ import wrapt
 
 from otel_audit.resources import default_excluded_prefixes, safe_text
 
-_LIBRARY_PREFIXES = default_excluded_prefixes()
 _OWN_PREFIX = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # otel-audit's wrappers are filed under the library they wrap (see hooks/_base.py),
 # wherever that library lives; this marks them as not the user's code.
@@ -34,7 +33,7 @@ def _library(code: CodeType) -> bool:
         filename = code.co_filename
         result = (
             filename.startswith("<frozen ")
-            or filename.startswith(_LIBRARY_PREFIXES)
+            or filename.startswith(default_excluded_prefixes())  # found at the first call site, not at start-up
             or WRAPPER_FILENAME_MARKER in filename
         )
         if len(_is_library_code) > 100_000:  # bound memory in programs that generate code

@@ -30,15 +30,14 @@ from opentelemetry.trace import TracerProvider
 
 from otel_audit import diagnostics
 from otel_audit.config import AuditConfig
-from otel_audit.hooks import load_access_point
-from otel_audit.hooks._base import AccessPoint
+from otel_audit.hooks import DeferredAccessPoint, deferred_access_point
 from otel_audit.recorder import AuditRecorder, set_default_recorder
 
 
 class AuditInstrumentor(BaseInstrumentor):
     """Records every data and model access as an OpenTelemetry audit log record."""
 
-    _access_points: list[AccessPoint] = []
+    _access_points: list[DeferredAccessPoint] = []
 
     def instrument(self, *, config: AuditConfig | None = None, logger_provider: LoggerProvider | None = None,
                    tracer_provider: TracerProvider | None = None,
@@ -91,7 +90,7 @@ class AuditInstrumentor(BaseInstrumentor):
         # "threads" records nothing: it folds what audited calls do on pool threads into their records
         for name in (*config.hooks, "threads") if config.hooks else ():
             try:
-                point = load_access_point(name)
+                point = deferred_access_point(name)  # its module loaded when its library is imported
                 point.install(recorder)
                 self._access_points.append(point)
             except Exception as exc:

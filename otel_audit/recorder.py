@@ -14,9 +14,9 @@ instrumentations made during the call: they are its siblings.
 
 from __future__ import annotations
 
-import getpass
 import itertools
 import os
+import threading
 import time
 import uuid
 from typing import Callable
@@ -51,10 +51,23 @@ def classify_exception(exc: BaseException, attributes: dict | None = None) -> tu
     return outcome, exception_type_name(exc)
 
 
+def login_name() -> str:
+    """``getpass.getuser()``: the first of ``LOGNAME``, ``USER``, ``LNAME``, ``USERNAME`` that is set, else
+    the passwd entry's name.  Not imported from ``getpass``, which loads ``termios`` (a C extension, for
+    its password prompt): 2.4 million instructions at every audited program's start."""
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        name = os.environ.get(variable)
+        if name:
+            return name
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
 def _os_user() -> tuple[str, str]:
     uid = os.getuid() if hasattr(os, "getuid") else -1
     try:
-        name = getpass.getuser()
+        name = login_name()
     except Exception:  # a uid with no passwd entry and no LOGNAME (common in containers)
         name = f"uid:{uid}"
     return printable(name), str(uid)
@@ -77,7 +90,10 @@ class AuditRecorder:
                                          attributes=scope_attributes) if self.config.spans else None)
         self._fallback_resource: Resource | None = None  # when the provider has none (no SDK configured)
         self._warn_if_records_are_not_identifiable(self._provider)
-        self._shipper = self._durable_shipper(exporters) if self.config.delivery == "durable" else None
+        # durable delivery's spool writer and shipper thread: made for the first record, not at start-up
+        self._durable = self.config.delivery == "durable"
+        self._exporters = exporters
+        self._shipper = None
         self.lost = 0  # records that could not be spooled (sent through the in-memory pipeline instead)
         self._not_spooled = get_meter(schema.SCOPE_NAME, __version__).create_counter(
             "otel_audit.records.not_spooled", unit="{record}",
@@ -98,6 +114,20 @@ class AuditRecorder:
                 self._fallback_resource = Resource.create()
             resource = self._fallback_resource
         return resource
+
+    def shipper(self):
+        """Durable delivery's :class:`~otel_audit.delivery.shipper.Shipper` (made by the first call), or
+        ``None`` with ``delivery="memory"``."""
+        if self._shipper is None and self._durable:
+            with self._shipper_lock:
+                if self._shipper is None and self._durable:
+                    try:
+                        self._shipper = self._durable_shipper(self._exporters)
+                    except Exception as exc:
+                        self._durable = False
+                        diagnostics.report(f"durable delivery could not start ({type(exc).__name__}: {exc}): audit "
+                                           "records go through the in-memory pipeline only (lost if the process dies)")
+        return self._shipper
 
     def _durable_shipper(self, exporters):
         """Where durable delivery ships to: the exporter objects given in code; else the exporters
@@ -137,9 +167,10 @@ class AuditRecorder:
           one recorded, outcome ``denied``).  With a policy in force, every access's attributes get its
           ``audit.policy.decision`` and ``audit.policy.rule``.
         """
-        if self._shipper is not None and self.config.on_failure == "closed":
+        if self._durable and self.config.on_failure == "closed":
             try:
-                problem = self._shipper.problem()
+                shipper = self.shipper()
+                problem = "durable delivery could not start" if shipper is None else shipper.problem()
             except Exception as exc:  # whatever went wrong, the record could not be vouched for
                 problem = f"{type(exc).__name__}: {exc}"
             if problem is not None:
@@ -236,6 +267,7 @@ class AuditRecorder:
         }
         self._principal = (user_name, user_id)  # what a policy's user globs match
         self._seq = itertools.count(1)
+        self._shipper_lock = threading.Lock()  # (one held by another thread at fork would be held forever)
         self._record_id_prefix = uuid.uuid4().hex  # new in every process, forked children included
 
     def emit(
@@ -278,7 +310,7 @@ class AuditRecorder:
             if span is not None:
                 fields["context"] = trace.set_span_in_context(span)
             try:
-                if self._shipper is None or not self._spool(fields):
+                if not self._durable or not self._spool(fields):
                     self._logger.emit(body=schema.format_body(attributes), **fields)
             finally:
                 if span is not None:
@@ -300,6 +332,9 @@ class AuditRecorder:
         # What the SDK's LogRecord takes from the context (the span's, else the current one's) and its
         # OTLP encoder writes, encoded directly (otel_audit.delivery.otlp)
         span_context = trace.get_current_span(fields.get("context")).get_span_context()
+        shipper = self._shipper or self.shipper()
+        if shipper is None:
+            return False
         encoder = self._encoder
         payload = encoder.resource_logs(self._resource(), self._scope, encoder.log_record(
             timestamp=fields["timestamp"], observed_timestamp=fields["observed_timestamp"],
@@ -307,7 +342,7 @@ class AuditRecorder:
             attributes=fields["attributes"], event_name=fields["event_name"], trace_id=span_context.trace_id,
             span_id=span_context.span_id, trace_flags=int(span_context.trace_flags)))
         try:
-            self._shipper.append(payload)
+            shipper.append(payload)
             return True
         except OSError as exc:
             self.lost += 1

@@ -13,6 +13,7 @@ characters, and in the URI and body no control, bidi or other format characters.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 import site
@@ -121,8 +122,10 @@ def _compile_globs(patterns: tuple[str, ...]) -> re.Pattern | None:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
+@functools.lru_cache(maxsize=None)
 def default_excluded_prefixes() -> tuple[str, ...]:
-    """Directories whose files are the interpreter's, libraries' or the OS's, not the user's data."""
+    """Directories whose files are the interpreter's, libraries' or the OS's, not the user's data
+    (found once per process: the call site and the resource policy both ask at start-up)."""
     dirs = {"/proc", "/sys", "/dev", os.path.dirname(os.path.abspath(__file__))}
     paths = sysconfig.get_paths()
     dirs.update(paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib", "include", "platinclude") if name in paths)
@@ -156,8 +159,8 @@ class ResourcePolicy:
     def __init__(self, config: AuditConfig):
         self._include = _compile_globs(config.include_paths)
         self._exclude = _compile_globs(config.exclude_paths)
-        self._excluded_prefixes = default_excluded_prefixes()
-        self._excluded_dirs = frozenset(prefix.rstrip(os.sep) for prefix in self._excluded_prefixes)
+        self._excluded_prefixes: tuple[str, ...] | None = None  # found at the first access, not at start-up
+        self._excluded_dirs: frozenset[str] = frozenset()
         self._model_extensions = tuple(config.model_extensions)
         self._model_paths = _compile_globs(config.model_paths)
         self._said_outside_include = self._said_excluded = False
@@ -169,6 +172,9 @@ class ResourcePolicy:
 
     # -- policy ------------------------------------------------------------
     def _excluded_by_default(self, path: str) -> bool:
+        if self._excluded_prefixes is None:
+            self._excluded_dirs = frozenset(prefix.rstrip(os.sep) for prefix in default_excluded_prefixes())
+            self._excluded_prefixes = default_excluded_prefixes()
         return (
             path.startswith(self._excluded_prefixes)
             or path in self._excluded_dirs

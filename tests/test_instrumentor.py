@@ -12,14 +12,15 @@ import pytest
 
 from otel_audit import AuditInstrumentor, diagnostics
 from otel_audit.config import AuditConfig
+from otlp_receiver import records_from_jsonl
 
 
-def _python(code: str, **env) -> subprocess.CompletedProcess:
+def _python(code: str, *args: str, **env) -> subprocess.CompletedProcess:
     import os
 
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     environ.update(env)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
                           env=environ, timeout=300)
 
 
@@ -30,21 +31,87 @@ def test_entry_points_are_registered():
     assert exporter.load().__name__ == "AuditFileLogExporter"
 
 
-def test_instrument_imports_no_instrumented_library_and_patches_on_import():
+def test_instrument_imports_no_instrumented_library_and_patches_on_import(tmp_path):
+    # Start-up does only what it must: no instrumented library, no hook module but those of what is
+    # imported already (open, os, threads), no delivery machinery before the first record.
     result = _python("""
         import sys
         from otel_audit import AuditInstrumentor
-        AuditInstrumentor().instrument()
+        AuditInstrumentor().instrument(config=__import__("otel_audit").AuditConfig(spool_dir=sys.argv[1] + "/spool"))
+        ours = lambda prefix: sorted(m[len(prefix):] for m in sys.modules if m.startswith(prefix))
         heavy = [m for m in ("pandas", "numpy", "torch", "safetensors", "joblib", "boto3", "botocore", "s3transfer") if m in sys.modules]
         print("imported:", heavy)
+        print("hook modules:", ours("otel_audit.hooks."))
+        print("delivery:", ours("otel_audit.delivery."))
         import joblib
         print("joblib patched:", type(joblib.load).__name__)
+        print("hook modules:", ours("otel_audit.hooks."))
+        open(sys.argv[1] + "/data.csv", "w").close()
+        # (not "sink", the audit_file exporter the shipper thread may be loading meanwhile)
+        print("delivery:", [m for m in ours("otel_audit.delivery.") if m != "sink"])
         AuditInstrumentor().uninstrument()
         print("joblib restored:", type(joblib.load).__name__)
+    """, str(tmp_path), OTEL_LOGS_EXPORTER="audit_file", OTEL_PYTHON_AUDIT_FILE=str(tmp_path / "trail.jsonl"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "imported: []",
+        "hook modules: ['_base', 'open_hook', 'os_hook', 'threads_hook']",
+        "delivery: []",
+        "joblib patched: AuditedFunction",
+        "hook modules: ['_base', 'joblib_hook', 'numpy_hook', 'open_hook', 'os_hook', 'threads_hook']",  # joblib imports numpy
+        "delivery: ['otlp', 'ownfiles', 'shipper', 'spool', 'transport']",
+        "joblib restored: function",
+    ]
+    assert result.stderr == ""
+    assert [r["attributes"]["file.path"] for r in records_from_jsonl(tmp_path / "trail.jsonl")] == [
+        str(tmp_path / "data.csv")]
+
+
+def test_each_hook_is_loaded_by_the_modules_it_patches():
+    # hooks.MODULES decides when a hook's module is loaded: it must name every module the hook patches
+    # (one missing could leave that library unaudited, or a re-export of it unpatched) and nothing else
+    from otel_audit.config import HOOK_NAMES
+    from otel_audit.hooks import MODULES, load_access_point
+
+    assert sorted(MODULES) == sorted((*HOOK_NAMES, "threads"))
+    for name, modules in MODULES.items():
+        assert sorted(modules) == sorted(load_access_point(name)._patchers), name
+
+
+def test_a_library_imported_while_uninstrumented_is_patched_when_instrumented_again():
+    result = _python("""
+        from otel_audit import AuditConfig, AuditInstrumentor
+        AuditInstrumentor().instrument(config=AuditConfig(delivery="memory"))
+        AuditInstrumentor().uninstrument()
+        import joblib
+        print(type(joblib.load).__name__)
+        AuditInstrumentor().instrument(config=AuditConfig(delivery="memory"))
+        print(type(joblib.load).__name__)
+        AuditInstrumentor().uninstrument()
+        print(type(joblib.load).__name__)
+        AuditInstrumentor().instrument(config=AuditConfig(delivery="memory"))
+        print(type(joblib.load).__name__)
     """)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["imported: []", "joblib patched: AuditedFunction", "joblib restored: function"]
+    assert result.stdout.split() == ["function", "AuditedFunction", "function", "AuditedFunction"]
     assert result.stderr == ""
+
+
+def test_a_hook_module_that_cannot_load_is_reported_when_its_library_is_imported():
+    result = _python("""
+        import sys
+        sys.modules["otel_audit.hooks.joblib_hook"] = None  # as if our module were broken on this machine
+        from otel_audit import AuditConfig, AuditInstrumentor
+        AuditInstrumentor().instrument(config=AuditConfig(delivery="memory"))
+        print("started", flush=True)
+        import joblib
+        import joblib
+        print(type(joblib.load).__name__, type(open).__name__)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["started", "function", "AuditedFunction"]
+    assert result.stderr == ("otel-audit: hook 'joblib' not installed: ModuleNotFoundError: import of "
+                             "otel_audit.hooks.joblib_hook halted; None in sys.modules; its accesses are NOT audited\n")
 
 
 def test_safe_when_no_library_is_installed():
@@ -280,3 +347,18 @@ def test_instrument_documents_its_own_arguments():
     for documented in ("``config``", "``logger_provider``", "``tracer_provider``", "``exporters``", "Never raises",
                        "uninstrument"):
         assert documented in doc
+
+
+@pytest.mark.parametrize("environment", [{}, {"LOGNAME": "from-logname", "USER": "from-user"}, {"USER": "from-user"},
+                                         {"LNAME": "from-lname"}, {"USERNAME": "from-username"}, {"LOGNAME": ""}])
+def test_the_user_name_is_the_one_getpass_gives(monkeypatch, environment):
+    # the recorder has its own copy of getpass.getuser() (getpass would load termios at every start)
+    import getpass
+
+    from otel_audit.recorder import login_name
+
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    assert login_name() == getpass.getuser()
