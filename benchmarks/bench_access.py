@@ -125,9 +125,16 @@ BLOCKS = 20
 # --------------------------------------------------------------------------
 # The receiver process
 # --------------------------------------------------------------------------
+LIFECYCLE_EVENT_NAME = "audit.lifecycle"  # otel-audit's own records ("started"): not accesses, not counted
+
+
+def _access_records(scope_logs) -> list:
+    return [log for log in scope_logs.log_records if log.event_name != LIFECYCLE_EVENT_NAME]
+
+
 def _record_count(request_list) -> int:
     return sum(
-        len(scope_logs.log_records)
+        len(_access_records(scope_logs))
         for request in request_list
         for resource_logs in request.resource_logs
         for scope_logs in resource_logs.scope_logs
@@ -140,7 +147,7 @@ def _distinct_record_ids(request_list) -> int:
     for request in request_list:
         for resource_logs in request.resource_logs:
             for scope_logs in resource_logs.scope_logs:
-                for log in scope_logs.log_records:
+                for log in _access_records(scope_logs):
                     for kv in log.attributes:
                         if kv.key == "audit.record.id":
                             ids.add(kv.value.string_value)
@@ -155,9 +162,10 @@ def _attribute_summary(request_list) -> tuple[int, dict]:
     for request in request_list:
         for resource_logs in request.resource_logs:
             for scope_logs in resource_logs.scope_logs:
-                count += len(scope_logs.log_records)
-                if first is None and scope_logs.log_records:
-                    first = scope_logs.log_records[0]
+                records = _access_records(scope_logs)
+                count += len(records)
+                if first is None and records:
+                    first = records[0]
     summary = {}
     if first is not None:
         for kv in first.attributes:

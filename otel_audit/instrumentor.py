@@ -28,9 +28,10 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.trace import TracerProvider
 
-from otel_audit import diagnostics
+from otel_audit import diagnostics, schema
 from otel_audit.config import AuditConfig
 from otel_audit.hooks import DeferredAccessPoint, deferred_access_point
+from otel_audit.hooks._base import hook_failed
 from otel_audit.recorder import AuditRecorder, set_default_recorder
 
 
@@ -95,8 +96,12 @@ class AuditInstrumentor(BaseInstrumentor):
                 self._access_points.append(point)
             except Exception as exc:
                 diagnostics.report(f"hook {name!r} not installed: {type(exc).__name__}: {exc}; its accesses are NOT audited")
+                hook_failed(recorder, name, exc)
 
     def _uninstrument(self, **kwargs) -> None:
+        recorder = next((p.recorder for p in self._access_points if p.recorder is not None), None)
+        if recorder is not None:
+            recorder.lifecycle(schema.LIFECYCLE_STOPPED, if_started=True)
         for point in reversed(self._access_points):
             recorder = point.recorder
             point.uninstall()

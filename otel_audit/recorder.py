@@ -35,6 +35,8 @@ from otel_audit.version import __version__
 
 SERVICE_INSTANCE_ID = "service.instance.id"
 
+_OUTSIDE_ANY_TRACE = trace.set_span_in_context(trace.INVALID_SPAN)  # the context of lifecycle records
+
 # (exception, attributes) -> (outcome, error.type); hooks that know better pass their
 # own, which may also add what the error carries (an S3 request id) to attributes.
 ErrorClassifier = Callable[[BaseException, dict], "tuple[str, str]"]
@@ -100,7 +102,10 @@ class AuditRecorder:
             description="audit records that could not be written to the durable spool")
         self._service: str | None = None
         self._reset_process_state()
+        self._guard = None
         self._guard = self._policy_guard() if self.config.policy else None
+        if self._guard is not None and self._guard.policy is None:  # (one that loads is in "started")
+            self.lifecycle(schema.LIFECYCLE_POLICY_FAILED, {schema.AUDIT_LIFECYCLE_DETAIL: printable(self._guard.error or "")})
         if hasattr(os, "register_at_fork"):
             # A forked child is a new process: new pid, and (since the SDK gives it a new
             # service.instance.id) a new audit.seq range starting at 1.
@@ -220,6 +225,11 @@ class AuditRecorder:
                 in_audited_call.reset(token)
 
         def changed(policy, error) -> None:
+            if self._guard is not None:  # a change (what is in force at start is said by "started")
+                if policy is not None:
+                    self.lifecycle(schema.LIFECYCLE_POLICY_LOADED)
+                else:
+                    self.lifecycle(schema.LIFECYCLE_POLICY_FAILED, {schema.AUDIT_LIFECYCLE_DETAIL: printable(error or "")})
             if policy is not None:
                 mode = self.config.policy_mode or policy.mode
                 diagnostics.report(
@@ -267,6 +277,9 @@ class AuditRecorder:
         }
         self._principal = (user_name, user_id)  # what a policy's user globs match
         self._seq = itertools.count(1)
+        self._started = False  # this process's "started" lifecycle record written (before its first record)
+        self._started_ns = time.time_ns()
+        self._lifecycle_lock = threading.Lock()
         self._shipper_lock = threading.Lock()  # (one held by another thread at fork would be held forever)
         self._record_id_prefix = uuid.uuid4().hex  # new in every process, forked children included
 
@@ -283,6 +296,8 @@ class AuditRecorder:
         Never raises: a failure here is reported once on stderr.
         """
         try:
+            if not self._started:
+                self._start_trail()
             attributes[schema.AUDIT_OUTCOME] = outcome
             if outcome == schema.OUTCOME_SUCCESS:
                 severity, severity_text = SeverityNumber.INFO, "INFO"
@@ -318,6 +333,57 @@ class AuditRecorder:
         except Exception as exc:
             diagnostics.report_internal_error("the recorder", exc)
 
+    # -- audit of auditing ---------------------------------------------------
+    def lifecycle(self, event: str, attributes: dict | None = None, *, if_started: bool = False) -> None:
+        """Record what happened to auditing itself (``audit.lifecycle``, see the schema module), in the same
+        sequence, with the same resource and identity as the accesses.  Never raises.
+
+        The process's first record, whatever it is, comes after a ``started`` record: a program that
+        accesses nothing writes nothing, and its start pays nothing for it.  ``if_started``: only when
+        this process has written records (``stopped``: nothing to close otherwise).
+        """
+        try:
+            if if_started and not self._started:
+                return
+            if not self._started:
+                self._start_trail()
+            warn = event in (schema.LIFECYCLE_HOOK_FAILED, schema.LIFECYCLE_POLICY_FAILED)
+            self._write_lifecycle(event, attributes, time.time_ns(), warn)
+        except Exception as exc:
+            diagnostics.report_internal_error("recording otel-audit's own lifecycle", exc)
+
+    def _start_trail(self) -> None:
+        with self._lifecycle_lock:  # one "started" per process, first in its sequence whichever thread comes
+            if self._started:
+                return
+            try:
+                self._write_lifecycle(schema.LIFECYCLE_STARTED, {
+                    schema.AUDIT_HOOKS: tuple(self.config.hooks), schema.AUDIT_DELIVERY: self.config.delivery,
+                }, self._started_ns, False)
+            except Exception as exc:
+                diagnostics.report_internal_error("recording that otel-audit started", exc)
+            self._started = True
+
+    def _write_lifecycle(self, event: str, attributes: dict | None, when_ns: int, warn: bool) -> None:
+        record = {schema.AUDIT_LIFECYCLE_EVENT: event, schema.AUDIT_VERSION: __version__, **(attributes or {})}
+        guard = self._guard
+        if guard is not None:
+            record[schema.AUDIT_POLICY_PATH] = printable(guard.path)
+            if guard.policy is not None:
+                record[schema.AUDIT_POLICY_SHA256] = guard.policy.digest
+                record[schema.AUDIT_POLICY_MODE] = guard.mode
+        record.update(self._identity)
+        seq = record[schema.AUDIT_SEQ] = next(self._seq)
+        record[schema.AUDIT_RECORD_ID] = f"{self._record_id_prefix}-{seq}"
+        fields = dict(timestamp=when_ns, observed_timestamp=time.time_ns(),
+                      severity_number=SeverityNumber.WARN if warn else SeverityNumber.INFO,
+                      severity_text="WARN" if warn else "INFO", attributes=record,
+                      event_name=schema.LIFECYCLE_EVENT_NAME,
+                      context=_OUTSIDE_ANY_TRACE)  # (not the trace of whichever access came first)
+        body = schema.lifecycle_body(record)
+        if not self._durable or not self._spool(fields, body):
+            self._logger.emit(body=body, **fields)
+
     def _start_span(self, attributes: dict, start_ns: int, outcome: str, error_type: str | None) -> trace.Span:
         """The access as a span: begun at the access's start, under the span current during the call."""
         span = self._tracer.start_span(
@@ -327,7 +393,7 @@ class AuditRecorder:
             span.set_status(trace.Status(trace.StatusCode.ERROR, schema.outcome_text(outcome, error_type)))
         return span
 
-    def _spool(self, fields: dict) -> bool:
+    def _spool(self, fields: dict, body: str | None = None) -> bool:
         """Durable delivery: the record on disk before the audited call returns.  False if it could not be."""
         # What the SDK's LogRecord takes from the context (the span's, else the current one's) and its
         # OTLP encoder writes, encoded directly (otel_audit.delivery.otlp)
@@ -338,7 +404,8 @@ class AuditRecorder:
         encoder = self._encoder
         payload = encoder.resource_logs(self._resource(), self._scope, encoder.log_record(
             timestamp=fields["timestamp"], observed_timestamp=fields["observed_timestamp"],
-            severity_number=fields["severity_number"].value, severity_text=fields["severity_text"], body=encoder.FORMATTED_BODY,
+            severity_number=fields["severity_number"].value, severity_text=fields["severity_text"],
+            body=encoder.FORMATTED_BODY if body is None else body,
             attributes=fields["attributes"], event_name=fields["event_name"], trace_id=span_context.trace_id,
             span_id=span_context.span_id, trace_flags=int(span_context.trace_flags)))
         try:

@@ -126,8 +126,50 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "matched, `otel-audit:policy-not-loaded` when no valid policy could be loaded"),
 )
 
+# -- audit of auditing: lifecycle records ----------------------------------------------------------
+# otel-audit records what happens to auditing itself as log records of their own event name, with the
+# same resource, scope and identity (user.*, process.pid, audit.seq, audit.record.id: one sequence with
+# the accesses) as the accesses: when it starts, when a library could not be patched (its accesses are
+# NOT audited), when the access policy is loaded, changes or cannot be loaded, and when it is stopped.
+LIFECYCLE_EVENT_NAME = "audit.lifecycle"
+AUDIT_LIFECYCLE_EVENT = "audit.lifecycle.event"
+AUDIT_LIFECYCLE_DETAIL = "audit.lifecycle.detail"
+AUDIT_VERSION = "audit.version"
+AUDIT_HOOKS = "audit.hooks"
+AUDIT_HOOK = "audit.hook"
+AUDIT_DELIVERY = "audit.delivery"
+AUDIT_POLICY_PATH = "audit.policy.path"
+AUDIT_POLICY_SHA256 = "audit.policy.sha256"
+AUDIT_POLICY_MODE = "audit.policy.mode"
+
+LIFECYCLE_STARTED = "started"
+LIFECYCLE_HOOK_FAILED = "hook_failed"
+LIFECYCLE_POLICY_LOADED = "policy_loaded"
+LIFECYCLE_POLICY_FAILED = "policy_failed"
+LIFECYCLE_STOPPED = "stopped"
+LIFECYCLE_EVENTS = (LIFECYCLE_STARTED, LIFECYCLE_HOOK_FAILED, LIFECYCLE_POLICY_LOADED, LIFECYCLE_POLICY_FAILED,
+                    LIFECYCLE_STOPPED)
+
+LIFECYCLE_ATTRIBUTES: tuple[Attribute, ...] = (
+    Attribute(AUDIT_LIFECYCLE_EVENT, "string", True, "`started` (instrumented), `hook_failed` (a library could "
+              "not be patched: its accesses are NOT audited), `policy_loaded` (the policy file changed: the new one is in force), "
+              "`policy_failed` (the policy file could not be loaded: see `audit.policy.decision` of the accesses), "
+              "`stopped` (`uninstrument()`)"),
+    Attribute(AUDIT_VERSION, "string", True, "the otel-audit version"),
+    Attribute(AUDIT_LIFECYCLE_DETAIL, "string", False, "what went wrong (`hook_failed`, `policy_failed`)"),
+    Attribute(AUDIT_HOOKS, "string[]", False, "`started`: the hooks configured (`OTEL_PYTHON_AUDIT_HOOKS`), each "
+              "patching its library when the program imports it"),
+    Attribute(AUDIT_DELIVERY, "string", False, "`started`: `durable` or `memory`"),
+    Attribute(AUDIT_HOOK, "string", False, "`hook_failed`: the access point, and the module it could not patch"),
+    Attribute(AUDIT_POLICY_PATH, "string", False, "the policy file, when one is configured"),
+    Attribute(AUDIT_POLICY_SHA256, "string", False, "the sha256 of the policy in force (`started`, `policy_loaded`)"),
+    Attribute(AUDIT_POLICY_MODE, "string", False, "`enforce` or `dry-run`, of the policy in force"),
+)
+
 REQUIRED_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES if a.always)
-ALL_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES)
+# every name otel-audit emits, on accesses and lifecycle records (user.*, process.pid, audit.seq and
+# audit.record.id are on both)
+ALL_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES + LIFECYCLE_ATTRIBUTES)
 
 
 def escape_unprintable(text: str) -> str:
@@ -151,6 +193,24 @@ def principal_text(user: str, enduser: str | None) -> str:
     return user if enduser is None else f"{user} (for {enduser})"
 
 
+def lifecycle_body(attributes: dict) -> str:
+    """A lifecycle record's one-line body: ``otel-audit started (0.1.0): 18 hooks, durable delivery``."""
+    event = attributes[AUDIT_LIFECYCLE_EVENT]
+    parts = [f"otel-audit {event} ({attributes[AUDIT_VERSION]})"]
+    if AUDIT_HOOKS in attributes:
+        parts.append(f"{len(attributes[AUDIT_HOOKS])} hooks, {attributes.get(AUDIT_DELIVERY)} delivery")
+    if AUDIT_HOOK in attributes:
+        parts.append(f"{attributes[AUDIT_HOOK]} NOT audited")
+    if AUDIT_POLICY_SHA256 in attributes:
+        parts.append(f"policy {attributes.get(AUDIT_POLICY_PATH)} {attributes.get(AUDIT_POLICY_MODE)} "
+                     f"sha256 {attributes[AUDIT_POLICY_SHA256][:16]}")
+    elif AUDIT_POLICY_PATH in attributes:
+        parts.append(f"policy {attributes[AUDIT_POLICY_PATH]} NOT in force")
+    if AUDIT_LIFECYCLE_DETAIL in attributes:
+        parts.append(str(attributes[AUDIT_LIFECYCLE_DETAIL]))
+    return escape_unprintable(": ".join(parts[:2]) + "".join(f"; {p}" for p in parts[2:]))
+
+
 def outcome_text(outcome: str, error_type: str | None) -> str:
     """An outcome with its error, as records and readers say it: ``success``, ``failure: FileNotFoundError``."""
     return outcome if error_type is None else f"{outcome}: {error_type}"
@@ -166,9 +226,9 @@ def format_body(attributes: dict) -> str:
     )
 
 
-def schema_table_markdown() -> str:
-    """The README's schema table, generated from :data:`ATTRIBUTES`."""
+def schema_table_markdown(attributes: "tuple[Attribute, ...] | None" = None) -> str:
+    """The README's schema table, generated from :data:`ATTRIBUTES` (or ``attributes``)."""
     rows = ["| attribute | type | present | meaning |", "| --- | --- | --- | --- |"]
-    for attr in ATTRIBUTES:
+    for attr in ATTRIBUTES if attributes is None else attributes:
         rows.append(f"| `{attr.name}` | {attr.type} | {'always' if attr.always else 'when it applies'} | {attr.meaning} |")
     return "\n".join(rows)

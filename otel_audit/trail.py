@@ -183,7 +183,8 @@ def _key_values(items: object, where: str) -> dict:
 
 def _is_audit_record(log: dict, scope: dict) -> bool:
     # eventName is the schema's marker; the scope name also identifies writers that drop eventName.
-    return log.get("eventName") == schema.EVENT_NAME or scope.get("name") == schema.SCOPE_NAME
+    event = log.get("eventName")
+    return event == schema.EVENT_NAME or (not event and scope.get("name") == schema.SCOPE_NAME)
 
 
 def _nanoseconds(log: dict, key: str, where: str) -> int:
@@ -229,6 +230,8 @@ def _decode_document(line: str, path: str, number: int) -> tuple[list[Record], l
             for n, log in enumerate(_list(scope_logs, "logRecords", where_s)):
                 where = f"{where_s}.logRecords[{n}]"
                 log = _object(log, where)
+                if log.get("eventName") == schema.LIFECYCLE_EVENT_NAME:
+                    continue  # otel-audit's own lifecycle (started, hook_failed...): not an access
                 if not _is_audit_record(log, scope):
                     skipped += 1
                     continue

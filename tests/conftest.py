@@ -38,10 +38,19 @@ class AuditedPipeline:
     provider: LoggerProvider
     root: Path  # only records under this directory (or S3) are the test's own
 
-    def all_records(self) -> list[dict]:
+    def everything(self) -> list[dict]:
+        """Every record, otel-audit's lifecycle records among the accesses."""
         self.provider.force_flush()
         # Encode exactly as the OTLP exporters do, then decode: tests see the wire shape.
         return flatten([encode_logs(self.exporter.get_finished_logs())])
+
+    def all_records(self) -> list[dict]:
+        """Every access record."""
+        return [r for r in self.everything() if r["event_name"] == "audit.access"]
+
+    def lifecycle(self) -> list[dict]:
+        """otel-audit's own lifecycle records (audit.lifecycle: started, hook_failed, policy_loaded...)."""
+        return [r for r in self.everything() if r["event_name"] == "audit.lifecycle"]
 
     def records(self) -> list[dict]:
         """Records of the test's own resources (files under ``root``, S3 objects, URLs)."""

@@ -106,8 +106,12 @@ def _json_any_value(value: dict):
     return inner
 
 
-def records_from_jsonl(path) -> list[dict]:
-    """Flattened records from an OTLP/JSON lines file (the ``audit_file`` sink, the collector's file exporter)."""
+LIFECYCLE_EVENT_NAME = "audit.lifecycle"  # otel-audit's own records (started, hook_failed...): see test_lifecycle.py
+
+
+def records_from_jsonl(path, *, lifecycle: bool = False) -> list[dict]:
+    """Flattened records from an OTLP/JSON lines file (the ``audit_file`` sink, the collector's file exporter):
+    every log record but otel-audit's lifecycle records, unless ``lifecycle``."""
     records = []
     with open(path, encoding="utf-8") as stream:
         for line in stream:
@@ -136,7 +140,7 @@ def records_from_jsonl(path) -> list[dict]:
                             "trace_id": log.get("traceId", "").lower(),
                             "span_id": log.get("spanId", "").lower(),
                         })
-    return records
+    return records if lifecycle else [r for r in records if r["event_name"] != LIFECYCLE_EVENT_NAME]
 
 
 class _Collected:
@@ -155,9 +159,11 @@ class _Collected:
     def add(self, request) -> None:
         self._append(self.requests, request)
 
-    def records(self) -> list[dict]:
+    def records(self, *, lifecycle: bool = False) -> list[dict]:
+        """The records received: every log record but otel-audit's lifecycle records, unless ``lifecycle``."""
         with self._lock:
-            return flatten(list(self.requests))
+            records = flatten(list(self.requests))
+        return records if lifecycle else [r for r in records if r["event_name"] != LIFECYCLE_EVENT_NAME]
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[dict]:
         """Records once at least ``count`` arrived (or the timeout passed)."""

@@ -68,6 +68,8 @@ ENUM_VALUES = {
     "audit_outcome": set(schema.OUTCOMES),
     "audit_resource_type": set(schema.RESOURCE_TYPES),
     "scope_name": {schema.SCOPE_NAME},
+    "audit_policy_decision": set(schema.DECISIONS),
+    "audit_lifecycle_event": set(schema.LIFECYCLE_EVENTS) | {""},  # "": an access (no lifecycle event)
 }
 # Grafana's built-in variables, which are not dashboard variables.
 GRAFANA_BUILTIN = re.compile(r"\$\{?__\w+(?:\.\w+)*\}?")

@@ -138,7 +138,7 @@ def test_train_job_trail_spans_and_unchanged_output(spans_on, train_s3, plain_tr
     ]
     records = _by_seq(grpc_receiver.wait_for(len(expected), timeout=15))
     assert _trail(records) == [trail for trail, *_ in expected]
-    assert [r["attributes"]["audit.seq"] for r in records] == list(range(1, len(expected) + 1))
+    assert [r["attributes"]["audit.seq"] for r in records] == list(range(2, len(expected) + 2))  # 1: "started"
     for record, (_, _, function, marker) in zip(records, expected):
         attributes = record["attributes"]
         assert (attributes["code.file.path"], attributes["code.function.name"], attributes["code.line.number"]) \

@@ -31,8 +31,10 @@ def test_the_quickstart_runs_from_a_wheel_in_a_fresh_virtualenv(tmp_path):
 
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv)
+    # (not with a PYTHONPATH that names a checkout: pip would take its egg-info for otel-audit installed)
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     _run(venv / "bin" / "python", "-m", "pip", "install", "-q", f"{wheel}[pandas,joblib]", "opentelemetry-distro",
-         "scikit-learn")
+         "scikit-learn", env=clean)
 
     work = tmp_path / "work"  # outside the checkout: nothing of it is importable from here
     work.mkdir()

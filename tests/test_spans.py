@@ -143,3 +143,34 @@ def test_spans_and_durable_records_reach_a_real_receiver_linked(tmp_path, reques
         assert span["resource"]["service.instance.id"] == record["resource"]["service.instance.id"]
     assert [s["status_code"] for s in audit_spans] == [STATUS_CODE_UNSET, STATUS_CODE_ERROR]
     assert audit_spans[1]["status_message"] == "failure: FileNotFoundError"
+
+
+def test_a_span_carries_the_policy_decision_as_its_record_does(tmp_path, tracing):
+    # allowed, would-be-denied (dry run) and denied accesses: the span has the same decision and rule
+    import otel_audit
+
+    provider, exporter = tracing
+    (tmp_path / "open.csv").write_text("a\n")
+    (tmp_path / "pii.csv").write_text("a\n")
+    policy = tmp_path / "policy.yaml"
+    for mode, outcome in (("dry-run", "success"), ("enforce", "denied")):
+        policy.write_text(f"mode: {mode}\nrules:\n  - id: no-pii\n    effect: deny\n"
+                          f"    match: {{resource: '{tmp_path}/pii.*'}}\n")
+        with audited_pipeline(tmp_path, AuditConfig(spans=True, policy=str(policy)), tracer_provider=provider) as audited:
+            audited.clear()
+            exporter.clear()
+            assert open(tmp_path / "open.csv").read() == "a\n"
+            if outcome == "denied":
+                with pytest.raises(otel_audit.AccessDenied):
+                    open(tmp_path / "pii.csv")
+            else:
+                assert open(tmp_path / "pii.csv").read() == "a\n"
+            records = audited.records()
+        spans = [s for s in exporter.get_finished_spans() if s.instrumentation_scope.name == "otel_audit"]
+        decisions = [(r["attributes"]["audit.policy.decision"], r["attributes"]["audit.policy.rule"],
+                      r["attributes"]["audit.outcome"]) for r in records]
+        assert decisions == [("allow", "default", "success"),
+                             ("would_deny" if mode == "dry-run" else "deny", "no-pii", outcome)]
+        assert [dict(s.attributes) for s in spans] == [r["attributes"] for r in records]
+        assert [s.status.status_code for s in spans] == [StatusCode.UNSET] + [
+            StatusCode.UNSET if outcome == "success" else StatusCode.ERROR]

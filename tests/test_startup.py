@@ -47,7 +47,7 @@ def _facts(result: subprocess.CompletedProcess) -> dict:
 def _check_reads(records: list[dict], tmp_path: Path) -> None:
     reads = [r for r in records if r["event_name"] == schema.EVENT_NAME]
     assert len(reads) == READS
-    for seq, record in enumerate(reads, start=1):
+    for seq, record in enumerate(reads, start=2):  # audit.seq 1 is the lifecycle record "started"
         attrs = record["attributes"]
         assert attrs[schema.AUDIT_RESOURCE_URI] == (tmp_path / "data.csv").resolve().as_uri()
         assert attrs[schema.AUDIT_ACTION] == "read"

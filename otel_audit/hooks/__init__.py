@@ -17,7 +17,7 @@ import threading
 import wrapt
 
 from otel_audit import diagnostics
-from otel_audit.hooks._base import AccessPoint
+from otel_audit.hooks._base import AccessPoint, hook_failed
 from otel_audit.recorder import AuditRecorder
 
 # hook -> the modules its access point patches (a test keeps this table and each ACCESS_POINT together).
@@ -112,6 +112,7 @@ class DeferredAccessPoint:
             except Exception as exc:
                 diagnostics.report(f"hook {self.name!r} not installed: {type(exc).__name__}: {exc}; its accesses "
                                    "are NOT audited", key=f"hook:{self.name}")
+                hook_failed(self._recorder, self.name, exc)
             finally:
                 self._loading = False
 

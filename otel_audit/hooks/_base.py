@@ -31,7 +31,7 @@ from otel_audit import diagnostics, schema
 from otel_audit.callsite import WRAPPER_FILENAME_MARKER, find_call_site
 from otel_audit.context import in_audited_call
 from otel_audit.recorder import AuditRecorder, ErrorClassifier, classify_exception
-from otel_audit.resources import ResourcePolicy, fspath_or_none
+from otel_audit.resources import ResourcePolicy, fspath_or_none, printable
 
 # describe(policy, instance, args, kwargs) -> attributes of the resource and action, a list of them (one
 # record each: the call touches several resources), or None (not audited)
@@ -186,6 +186,13 @@ class _assignable:
             self._flags.value |= _IMMUTABLE_TYPE
 
 
+def hook_failed(recorder: AuditRecorder | None, hook: str, exc: BaseException) -> None:
+    """The ``hook_failed`` lifecycle record: ``hook`` (and the module) could not patch, its accesses are NOT audited."""
+    if recorder is not None:
+        recorder.lifecycle(schema.LIFECYCLE_HOOK_FAILED, {
+            schema.AUDIT_HOOK: hook, schema.AUDIT_LIFECYCLE_DETAIL: printable(f"{type(exc).__name__}: {exc}")})
+
+
 class AccessPoint:
     """One library's patches.  ``patchers`` maps a module name to ``patch(point, module)``."""
 
@@ -250,6 +257,7 @@ class AccessPoint:
                 f"could not patch {module_name} ({type(exc).__name__}: {exc}); its accesses are NOT audited",
                 key=f"patch:{module_name}",
             )
+            hook_failed(self._recorder, f"{self.name} ({module_name})", exc)
 
     def wrap(self, owner: Any, attribute: str, wrapper: Callable) -> None:
         """Replace ``owner.attribute`` by a wrapt wrapper, remembering the exact original.
