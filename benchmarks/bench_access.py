@@ -30,6 +30,14 @@ state never leak from one to the next:
     ``opentelemetry-instrument`` would), but the durable path does not use it:
     its ``force_flush`` says nothing, so the clock stops only once the receiver
     has all N records (see below).
+``durable_http``
+    ``durable`` over OTLP HTTP/protobuf whatever ``--protocol`` says (its receiver
+    is an HTTP one): with ``durable`` (gRPC by default), both OTLP transports in one run.
+``durable_file``
+    ``durable`` delivered to the ``audit_file`` sink (``OTEL_LOGS_EXPORTER=audit_file``,
+    a fresh file): the clock stops once the shipper has every record acknowledged
+    (it polls ``Shipper.pending()`` every 2 ms); the file is then read and must hold
+    exactly the warm-up's and the N records.
 ``excluded``
     the same pipeline and instrumentation, but the file is excluded
     (``AuditConfig(exclude_paths=(path,))``): what an access otel-audit
@@ -114,8 +122,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CASES = ("bare", "audited", "spans", "durable", "excluded", "stock", "logging")
-EXPORTING_CASES = ("audited", "spans", "durable", "excluded", "stock")
+CASES = ("bare", "audited", "spans", "durable", "durable_http", "durable_file", "excluded", "stock", "logging")
+DURABLE_CASES = ("durable", "durable_http", "durable_file")
+EXPORTING_CASES = ("audited", "spans", *DURABLE_CASES, "excluded", "stock")
 HOT_PATH_CASES = ("bare", "audited", "spans", "durable")  # the main-thread-only table
 DELIVERY_TIMEOUT = 120.0  # seconds for every record to reach the receiver (force_flush's, or the durable wait)
 FILE_SIZE = 4096
@@ -295,8 +304,10 @@ def _access(path: str) -> bytes:
 
 
 def run_case(case: str, n: int, warmup: int, path: str, protocol: str) -> dict:
-    result: dict = {"case": case, "n": n, "errors": []}
+    result: dict = {"case": case, "n": n, "errors": [], "_warmup": warmup}
     provider = tracer_provider = shipper = spool_dir = None
+    if case == "durable_http":
+        protocol = "http/protobuf"
     receiver = ReceiverProcess(protocol) if case in EXPORTING_CASES else None
     try:
         step = _prepare(case, path, protocol, receiver, result)
@@ -336,7 +347,7 @@ def run_case(case: str, n: int, warmup: int, path: str, protocol: str) -> dict:
         result["wall_s"] = wall1 - wall0
         if flushed is False:
             result["errors"].append(
-                "the receiver did not get every record in time" if case == "durable" else "force_flush did not complete")
+                "every record was not delivered in time" if case in DURABLE_CASES else "force_flush did not complete")
         if shipper is not None:
             # Let the shipper record its acknowledgements (after the clock): a batch it had to
             # send again would then be at the receiver too, and show as more than N.
@@ -410,15 +421,20 @@ def _prepare(case: str, path: str, protocol: str, receiver, result: dict):
         AuditInstrumentor().instrument(logger_provider=provider, tracer_provider=tracer_provider, config=config)
         return lambda: _access(path)
 
-    if case == "durable":
+    if case in DURABLE_CASES:
         from otel_audit import AuditInstrumentor
         from otel_audit.config import AuditConfig
         from otel_audit.recorder import default_recorder
 
-        # What the shipper's exporters_from_env() reads: the same receiver, the same protocol.
-        os.environ["OTEL_LOGS_EXPORTER"] = "otlp"
-        os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
-        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
+        if case == "durable_file":
+            trail = result["_trail"] = os.path.join(tempfile.mkdtemp(prefix="otel-audit-bench-trail-"), "trail.jsonl")
+            os.environ["OTEL_LOGS_EXPORTER"] = "audit_file"
+            os.environ["OTEL_PYTHON_AUDIT_FILE"] = trail
+        else:
+            # What the shipper's exporters_from_env() reads: the same receiver, the same protocol.
+            os.environ["OTEL_LOGS_EXPORTER"] = "otlp"
+            os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
+            os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
         spool_dir = result["_spool_dir"] = tempfile.mkdtemp(prefix="otel-audit-bench-spool-")
         config = AuditConfig(delivery="durable", spool_dir=spool_dir, spool_fsync="batch")
         AuditInstrumentor().instrument(logger_provider=provider, config=config)
@@ -432,7 +448,17 @@ def _prepare(case: str, path: str, protocol: str, receiver, result: dict):
             # receiver has every record (the answer comes when it does; no CPU spent polling).
             return receiver.ask(f"wait {emitted} {DELIVERY_TIMEOUT}")["records"] >= emitted
 
-        result["_flush"] = delivered
+        def written(emitted: int) -> bool:
+            # every record in the file once the shipper has acknowledged all it spooled
+            deadline = time.monotonic() + DELIVERY_TIMEOUT
+            while shipper.pending():
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.002)
+            return True
+
+        shipper = result["_shipper"]
+        result["_flush"] = written if case == "durable_file" else delivered
         return lambda: _access(path)
 
     # stock: a hand-written SDK log record per access, with an audit record's attributes
@@ -497,8 +523,13 @@ def _check(case: str, n: int, path: str, receiver, result: dict) -> None:
             errors.append(f"{lines} log lines written, expected {n}")
         return
 
-    reply = receiver.ask("count")
-    expected = 0 if case == "excluded" else n
+    if case == "durable_file":
+        expected = result.pop("_warmup") + n  # the file has the warm-up's records too
+        received, first = _file_records(result.pop("_trail"))
+        reply = {"records": len(received), "distinct_ids": len(set(received)), "first": first}
+    else:
+        expected = 0 if case == "excluded" else n
+        reply = receiver.ask("count")
     result["expected"], result["exported"] = expected, reply["records"]
     result["distinct_ids"] = reply["distinct_ids"]
     if reply["records"] != expected:
@@ -506,16 +537,17 @@ def _check(case: str, n: int, path: str, receiver, result: dict) -> None:
         if reply["records"] > expected:
             duplicates = (f" ({reply['distinct_ids']} distinct audit.record.id: "
                           + ("redelivered duplicates)" if reply["distinct_ids"] == expected else "not duplicates alone)"))
-        errors.append(f"the receiver got {reply['records']} records, expected {expected}{duplicates}")
-    if case in ("audited", "spans", "durable", "stock"):
+        errors.append(f"{'the file holds' if case == 'durable_file' else 'the receiver got'} {reply['records']} "
+                      f"records, expected {expected}{duplicates}")
+    if case in ("audited", "spans", *DURABLE_CASES, "stock"):
         result["attributes"] = {key: kind for key, (kind, _value) in reply["first"].items()}
     if case == "spans":
         result["spans"] = reply["spans"]
         if reply["spans"] != n:
             errors.append(f"the receiver got {reply['spans']} spans, expected {n}")
-    if case in ("audited", "spans", "durable") and reply["first"].get("file.path", [None, None])[1] != path:
+    if case in ("audited", "spans", *DURABLE_CASES) and reply["first"].get("file.path", [None, None])[1] != path:
         errors.append(f"the first {case} record is not the benchmark file's: {reply['first']}")
-    if case == "durable":
+    if case in DURABLE_CASES:
         recorder = result.pop("_recorder")
         result["not_spooled"] = recorder.lost
         if recorder.lost:
@@ -532,6 +564,40 @@ def _check(case: str, n: int, path: str, receiver, result: dict) -> None:
         result["sanity_records"] = sanity["records"]
         if sanity["records"] != 1:
             errors.append(f"auditing was not active: a non-excluded access gave {sanity['records']} records, expected 1")
+
+
+# OTLP/JSON's value keys, as the protobuf oneof names the receiver reports
+_JSON_KINDS = {"stringValue": "string_value", "intValue": "int_value", "boolValue": "bool_value",
+               "doubleValue": "double_value", "arrayValue": "array_value", "kvlistValue": "kvlist_value",
+               "bytesValue": "bytes_value"}
+
+
+def _file_records(trail: str) -> tuple[list[str], dict]:
+    """The ``audit.record.id`` of every access record in an ``audit_file`` trail, and the first one's
+    attributes as the receiver reports them (key -> (kind, value))."""
+    from otel_audit.context import in_audited_call
+
+    ids, first = [], None
+    token = in_audited_call.set(True)  # reading the trail is not an access to record in it
+    try:
+        with open(trail, encoding="utf-8") as stream:
+            lines = stream.readlines()
+    finally:
+        in_audited_call.reset(token)
+    for line in lines:
+        for resource_logs in json.loads(line)["resourceLogs"]:
+            for scope_logs in resource_logs["scopeLogs"]:
+                for log in scope_logs["logRecords"]:
+                    if log.get("eventName") == LIFECYCLE_EVENT_NAME:
+                        continue
+                    attributes = {}
+                    for kv in log["attributes"]:
+                        (json_kind, value), = kv["value"].items()
+                        attributes[kv["key"]] = (_JSON_KINDS.get(json_kind, json_kind), value)
+                    ids.append(attributes["audit.record.id"][1])
+                    first = first or attributes
+    shutil.rmtree(os.path.dirname(trail), ignore_errors=True)
+    return ids, first or {}
 
 
 # --------------------------------------------------------------------------
@@ -594,29 +660,34 @@ def drive(args) -> int:
         if case == "bare":
             continue
         counts = [f"{r.get('exported', '?')}/{r.get('expected', '?')}" for r in runs[case]]
-        where = "log lines in the file" if case == "logging" else "records at the receiver"
+        where = {"logging": "log lines in the file", "durable_file": "records in the file, warm-up's included"}.get(
+            case, "records at the receiver")
         extra = ""
         if case == "excluded":
             extra = f"; non-excluded sanity access recorded: {[r.get('sanity_records', '?') for r in runs[case]]}"
         if case == "spans":
             extra = f"; spans at the receiver: {[r.get('spans', '?') for r in runs[case]]}"
-        if case == "durable":
+        if case in DURABLE_CASES:
             extra = (f"; distinct audit.record.id: {[r.get('distinct_ids', '?') for r in runs[case]]}"
                      f"; not spooled: {[r.get('not_spooled', '?') for r in runs[case]]}")
         print(f"  {case:9s} exported {', '.join(counts)} ({where}){extra}")
     audited_kinds = next((r["attributes"] for r in runs.get("audited", []) if "attributes" in r), None)
     stock_kinds = next((r["attributes"] for r in runs.get("stock", []) if "attributes" in r), None)
-    durable_kinds = next((r["attributes"] for r in runs.get("durable", []) if "attributes" in r), None)
+
     if audited_kinds is not None and stock_kinds is not None:
         if sorted(audited_kinds.items()) == sorted(stock_kinds.items()):
             print(f"  stock records carry the same {len(stock_kinds)} attributes (keys and value kinds) as audit records")
         else:
             failures.append(f"stock attributes {stock_kinds} differ from audited {audited_kinds}")
-    if audited_kinds is not None and durable_kinds is not None:
+    for case in DURABLE_CASES:
+        durable_kinds = next((r["attributes"] for r in runs.get(case, []) if "attributes" in r), None)
+        if audited_kinds is None or durable_kinds is None:
+            continue
         if sorted(audited_kinds.items()) == sorted(durable_kinds.items()):
-            print(f"  durable records carry the same {len(durable_kinds)} attributes (keys and value kinds) as in-memory ones")
+            print(f"  {case} records carry the same {len(durable_kinds)} attributes (keys and value kinds) as "
+                  "in-memory ones")
         else:
-            failures.append(f"durable attributes {durable_kinds} differ from audited {audited_kinds}")
+            failures.append(f"{case} attributes {durable_kinds} differ from audited {audited_kinds}")
 
     us = {
         case: [r["cpu_s"] / r["n"] * 1e6 for r in results if "cpu_s" in r and not r.get("errors")]
@@ -641,17 +712,20 @@ def drive(args) -> int:
     print()
     if "audited" in us:
         audited = statistics.median(us["audited"])
-        print(f"audited / bare = {audited / bare:.2f}× (target ≤ 1.0×)")
+        print(f"audited / bare = {audited / bare:.2f}× (in-memory delivery; the target is durable's)")
         print(f"  (audited extra = {audited - bare:.2f} µs per access over bare)")
     if "spans" in us:
         spans = statistics.median(us["spans"])
         print(f"spans / bare = {spans / bare:.2f}× (in-memory records plus one exported span per access)")
         if "audited" in us:
             print(f"  (a span adds {spans - statistics.median(us['audited']):.2f} µs per access to audited)")
-    if "durable" in us:
-        durable = statistics.median(us["durable"])
-        print(f"durable / bare = {durable / bare:.2f}× (spool write + shipping, until the receiver has all N)")
-        print(f"  (durable extra = {durable - bare:.2f} µs per access over bare)")
+    for case, how in (("durable", f"OTLP {args.protocol}"), ("durable_http", "OTLP http/protobuf"),
+                      ("durable_file", "the audit_file sink")):
+        if case in us:
+            durable = statistics.median(us[case])
+            print(f"{case} / bare = {durable / bare:.2f}×: extra {durable / bare - 1:.2f}× bare (target: extra ≤ 1.0×; "
+                  f"spool write + shipping over {how}, until every record is delivered)")
+            print(f"  ({case} extra = {durable - bare:.2f} µs per access over bare)")
     if "excluded" in us:
         block_us = {
             case: [b * 1e6 for r in runs[case] for b in r.get("block_cpu_s", [])] for case in ("bare", "excluded")

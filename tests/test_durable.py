@@ -84,7 +84,7 @@ def test_collector_down_then_flush_delivers_everything(tmp_path, protocol):
     try:
         flushed = flush_spool(env, spool)
         assert flushed.returncode == 0, flushed.stdout + flushed.stderr
-        assert "50 records delivered" in flushed.stdout
+        assert "51 records delivered" in flushed.stdout  # the accesses and the process's lifecycle record "started"
         _assert_each_once_at_least(receiver.records(), 50)
         assert not list(spool.rglob("*.seg")) and not list(spool.rglob("*.ack"))
         again = flush_spool(env, spool)
@@ -108,7 +108,7 @@ def test_flush_fails_with_a_count_while_the_collector_is_down(tmp_path):
     _, spool, env, _ = _run_while_collector_down(tmp_path)
     flushed = flush_spool(env, spool)
     assert flushed.returncode == 1
-    assert "50 records NOT delivered" in flushed.stderr
+    assert "51 records NOT delivered" in flushed.stderr  # the accesses and the process's lifecycle record "started"
     assert len(list(spool.rglob("*.seg"))) == 1
 
 
@@ -116,7 +116,7 @@ def test_flush_without_an_exporter_counts_every_record_left(tmp_path):
     _, spool, env, _ = _run_while_collector_down(tmp_path)
     flushed = flush_spool({**env, "OTEL_LOGS_EXPORTER": "none"}, spool)
     assert flushed.returncode == 1
-    assert "50 records NOT delivered" in flushed.stderr
+    assert "51 records NOT delivered" in flushed.stderr  # the accesses and the process's lifecycle record "started"
     assert len(list(spool.rglob("*.seg"))) == 1
 
 
@@ -258,14 +258,14 @@ def test_truncated_segment_intact_records_delivered_damage_reported(tmp_path, gr
     env = otlp_env(grpc_receiver, "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool))
     flushed = flush_spool(env, spool, "--redirect")  # owed to the collector that was down; this one is elsewhere
     assert flushed.returncode == 0, flushed.stderr
-    assert "49 records delivered" in flushed.stdout
+    assert "50 records delivered" in flushed.stdout  # 49 accesses and "started"
     damage = [line for line in flushed.stderr.splitlines() if "spool damage" in line]
     assert len(damage) == 1 and f"of {segment}" in damage[0]
     damaged_bytes = int(damage[0].split("skipped: ")[1].split()[0])
     offset = int(damage[0].split("at offset ")[1].split()[0])
     assert offset + damaged_bytes == size - 100
     seqs = sorted(r["attributes"][schema.AUDIT_SEQ] for r in grpc_receiver.records())
-    assert seqs == list(range(1, 50))
+    assert seqs == list(range(2, 51))  # (1: "started"; the last access was in the damaged bytes)
 
 
 def _unwritable(tmp_path: Path) -> Path:
@@ -591,7 +591,7 @@ def test_flush_delivers_records_only_where_their_process_meant_them_to_go(tmp_pa
     wrong = flush_spool({**env, "OTEL_LOGS_EXPORTER": "audit_file", "OTEL_PYTHON_AUDIT_FILE": str(trail)}, spool)
     assert wrong.returncode == 1
     assert "otel-audit flush: 0 records delivered" in wrong.stdout
-    assert "50 records NOT delivered" in wrong.stderr
+    assert "51 records NOT delivered" in wrong.stderr  # the accesses and the process's lifecycle record "started"
     assert (f"otel-audit: records owed to 'otlp_proto_grpc 127.0.0.1:{port}' are not delivered from here, which is "
             f"configured for audit_file {trail}: they stay in the spool") in wrong.stderr
     assert not trail.exists() and len(list(spool.rglob("*.seg"))) == 1
@@ -600,7 +600,7 @@ def test_flush_delivers_records_only_where_their_process_meant_them_to_go(tmp_pa
     try:
         right = flush_spool(env, spool)
         assert right.returncode == 0, right.stderr
-        assert "50 records delivered" in right.stdout
+        assert "51 records delivered" in right.stdout  # the accesses and the process's lifecycle record "started"
         _assert_each_once_at_least(receiver.records(), 50)
         assert not list(spool.rglob("*.seg")) and not list(spool.rglob("*.dest"))
     finally:
@@ -613,7 +613,7 @@ def test_flush_redirect_delivers_elsewhere_on_purpose(tmp_path):
     redirected = flush_spool({**env, "OTEL_LOGS_EXPORTER": "audit_file", "OTEL_PYTHON_AUDIT_FILE": str(trail)}, spool,
                         "--redirect")
     assert redirected.returncode == 0, redirected.stderr
-    assert "50 records delivered" in redirected.stdout
+    assert "51 records delivered" in redirected.stdout  # the accesses and the process's lifecycle record "started"
     assert len(records_from_jsonl(trail)) == 50 and not list(spool.rglob("*.seg"))
 
 

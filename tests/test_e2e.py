@@ -126,7 +126,10 @@ def test_embedded_sink_without_collector(tmp_path, s3_endpoint):
         assert set(document) == {"resourceLogs"}
         for scope_logs in document["resourceLogs"][0]["scopeLogs"]:
             for log in scope_logs["logRecords"]:
-                assert isinstance(log["timeUnixNano"], str) and log["eventName"] == "audit.access"
+                assert isinstance(log["timeUnixNano"], str) and log["eventName"] in ("audit.access", "audit.lifecycle")
+    events = [log["eventName"] for line in trail.read_text().splitlines()
+              for scope_logs in json.loads(line)["resourceLogs"][0]["scopeLogs"] for log in scope_logs["logRecords"]]
+    assert events == ["audit.lifecycle"] + ["audit.access"] * len(expected)  # "started", then the accesses
 
 
 def test_default_sink_path_is_cwd(tmp_path):

@@ -281,9 +281,11 @@ def test_a_failing_patch_is_reported_and_never_raises(capsys, monkeypatch):
     def broken(point, module):
         raise RuntimeError("simulated incompatible joblib")
 
+    import joblib  # noqa: F401  (imported already: patched, and failing, at install)
+
     monkeypatch.setitem(joblib_hook.ACCESS_POINT._patchers, "joblib", broken)
     diagnostics._forget()
-    AuditInstrumentor().instrument(config=AuditConfig(hooks=("joblib", "open")))
+    AuditInstrumentor().instrument(config=AuditConfig(hooks=("joblib", "open"), delivery="memory"))
     try:
         import builtins
 

@@ -142,3 +142,24 @@ def test_the_lifecycle_table_is_generated_from_the_schema_module(table):
     between = readme.split(f"<!-- {table}:start -->\n")[1].split(f"<!-- {table}:end -->")[0].strip()
     assert between == schema.schema_table_markdown(schema.LIFECYCLE_ATTRIBUTES)
     assert sys.modules["otel_audit.schema"].LIFECYCLE_EVENT_NAME in readme
+
+
+def test_a_policy_that_cannot_load_at_start_is_recorded_before_the_first_access(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("rules: [{id: x, effect: maybe}]\n")
+    diagnostics._forget()
+    with audited_pipeline(tmp_path, AuditConfig(policy=str(policy))) as pipeline:
+        open(tmp_path / "x", "w").close()
+    everything = pipeline.everything()
+    assert [(r["event_name"], r["attributes"].get(schema.AUDIT_LIFECYCLE_EVENT), r["severity_text"])
+            for r in everything] == [("audit.lifecycle", "started", "INFO"), ("audit.lifecycle", "policy_failed", "WARN"),
+                                     ("audit.access", None, "INFO"), ("audit.lifecycle", "stopped", "INFO")]
+    started, failed, access, _ = (r["attributes"] for r in everything)
+    assert started[schema.AUDIT_POLICY_PATH] == failed[schema.AUDIT_POLICY_PATH] == str(policy)
+    assert schema.AUDIT_POLICY_SHA256 not in started and schema.AUDIT_POLICY_SHA256 not in failed
+    assert failed[schema.AUDIT_LIFECYCLE_DETAIL] == (f"policy '{policy}': rule 0 (id 'x'): effect 'maybe' is not "
+                                                    "accepted; accepted: allow, deny")
+    assert access[schema.AUDIT_POLICY_DECISION] == schema.DECISION_NOT_ENFORCED
+    assert [r["attributes"][schema.AUDIT_SEQ] for r in everything] == [1, 2, 3, 4]
+    assert everything[0]["body"] == f"otel-audit started ({__version__}): {len(AuditConfig().hooks)} hooks, memory " \
+                                    f"delivery; policy {policy} NOT in force"

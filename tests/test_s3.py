@@ -705,7 +705,7 @@ def test_uninstrument_restores_exact_objects(aws_session, moto_server):
         bucket = f"audit-{uuid.uuid4().hex[:20]}"
         client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         client.put_object(Bucket=bucket, Key="k", Body=b"v")
-        assert len(exporter.get_finished_logs()) == 1
+        assert [log.log_record.event_name for log in exporter.get_finished_logs()] == ["audit.lifecycle", "audit.access"]
     finally:
         AuditInstrumentor().uninstrument()
     for (owner, name), original in zip(patched, originals):
@@ -716,7 +716,10 @@ def test_uninstrument_restores_exact_objects(aws_session, moto_server):
     buffer = io.BytesIO()
     client.download_fileobj(bucket, "k", buffer)
     assert buffer.getvalue() == b"v"
-    assert len(exporter.get_finished_logs()) == 1
+    # nothing recorded after uninstrument: "started", the put_object, and "stopped"
+    assert [(log.log_record.event_name, log.log_record.attributes.get("audit.lifecycle.event"))
+            for log in exporter.get_finished_logs()] == [
+        ("audit.lifecycle", "started"), ("audit.access", None), ("audit.lifecycle", "stopped")]
     provider.shutdown()
 
 
