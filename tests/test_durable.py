@@ -139,7 +139,8 @@ def test_the_next_process_of_the_service_delivers_leftovers(tmp_path):
     receiver = GrpcLogsReceiver(port).start()
     try:
         second = _script(tmp_path, "open('one-more.txt', 'w').close()\n")
-        assert run_instrumented(second, cwd=tmp_path, env=env).returncode == 0
+        # (the first ran with SHUTDOWN_TIMEOUT=0, leaving its records; this one waits for its own at exit)
+        assert run_instrumented(second, cwd=tmp_path, env={**env, "OTEL_PYTHON_AUDIT_SHUTDOWN_TIMEOUT": "30"}).returncode == 0
         records = receiver.records()
         assert len(set(r["resource"]["service.instance.id"] for r in records)) == 2
         _assert_each_once_at_least(records, 51)
@@ -403,7 +404,8 @@ def test_record_encoder_writes_what_the_sdk_encoder_writes_byte_for_byte():
     from opentelemetry.exporter.otlp.json.file._internal import _format_line
     from opentelemetry.exporter.otlp.json.file._log_exporter import _encode_logs_to_dict
 
-    from otel_audit.delivery.otlp import export_request, request_json, resource_logs_parts
+    from otel_audit.delivery.otlp import export_request, resource_logs_parts
+    from otel_audit.delivery.otlp_json import request_json, request_line
 
     batch = []
     for resource in (Resource.create({"service.name": "a"}), Resource({"service.name": "b", "k": 1}, "https://s/1")):
@@ -414,10 +416,13 @@ def test_record_encoder_writes_what_the_sdk_encoder_writes_byte_for_byte():
                 trace_id=i * 977, span_id=i * 31, trace_flags=i % 2), resource, scope))
     for records in ([one] for one in batch):  # each record alone, then the whole batch in one request
         request = export_request([resource_logs_parts(encoder.encode(r)) for r in records])
-        assert _format_line(request_json(request)) == _format_line(_encode_logs_to_dict(records)), records
+        stock = _format_line(_encode_logs_to_dict(records))
+        assert _format_line(request_json(request)) == stock, records
+        assert request_line(request) == stock == request_line(request), records  # (the second from its caches)
     request = export_request([resource_logs_parts(encoder.encode(r)) for r in batch])
-    assert _format_line(request_json(request)) == _format_line(_encode_logs_to_dict(batch))
+    assert _format_line(request_json(request)) == _format_line(_encode_logs_to_dict(batch)) == request_line(request)
     assert request_json(export_request([])) is None and _encode_logs_to_dict([]) is None
+    assert request_line(export_request([])) is None
     # no timestamp, no severity, no event name, an empty body: each field left out as the SDK leaves it out
     bare = ReadableLogRecord(LogRecord(observed_timestamp=5, attributes={}), Resource.create({}), scope)
     assert encoder.encode(bare) == encode_record(bare)
@@ -427,6 +432,118 @@ def test_record_encoder_writes_what_the_sdk_encoder_writes_byte_for_byte():
         assert encoder.encode(one) == encode_record(one)
     assert len(encoder._pairs) <= CACHE_LIMIT
 
+
+
+def test_sink_lines_of_spooled_records_are_read_off_the_wire_and_odd_bytes_get_the_reference_line(monkeypatch):
+    """The audit_file sink's line of a spooled request (otlp_json.request_line) reads an audit record's wire format
+    itself, without parsing it with protobuf; any bytes it does not expect give the reference's line (or its error)."""
+    from opentelemetry._logs import LogRecord, SeverityNumber
+    from opentelemetry.exporter.otlp.json.file._internal import _format_line
+    from opentelemetry.exporter.otlp.json.file._log_exporter import _encode_logs_to_dict
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as LogRecordMessage
+    from opentelemetry.sdk._logs import ReadableLogRecord
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from otel_audit.delivery import otlp_json
+    from otel_audit.delivery.otlp import LogRecordEncoder, export_request, resource_logs_parts
+
+    encoder = LogRecordEncoder()
+    scope = InstrumentationScope("otel_audit", "0.1.0", None, {"audit.schema.version": "1"})
+    resource = Resource.create({"service.name": "svc", "service.instance.id": "i-1"})
+    records = [ReadableLogRecord(LogRecord(
+        timestamp=1_700_000_000_000_000_000 + i, observed_timestamp=1_700_000_000_000_000_500 + i,
+        severity_number=SeverityNumber.INFO if i % 3 else SeverityNumber.WARN, severity_text="INFO" if i % 3 else "WARN",
+        body=f"user root read file:///data/{i % 4}.csv (é\u2028)", event_name=schema.EVENT_NAME,
+        attributes={schema.AUDIT_RESOURCE_URI: f"file:///data/{i % 4}.csv", schema.FILE_PATH: f"/data/{i % 4}.csv",
+                    schema.AUDIT_ACTION: "read", schema.CODE_LINE_NUMBER: 10 + i % 2, schema.FILE_SIZE: 1 << 40,
+                    schema.PROCESS_PID: 4242, "neg": -5 - i, schema.USER_NAME: "\x00\"quoted\"\n",
+                    schema.AUDIT_SEQ: i + 1, schema.AUDIT_RECORD_ID: f"abc-{i + 1}"},
+        trace_id=(i * 977) % 3, span_id=(i * 31) % 3, trace_flags=i % 2), resource, scope) for i in range(40)]
+    request = export_request([resource_logs_parts(encoder.encode(r)) for r in records])
+    stock = _format_line(_encode_logs_to_dict(records))
+
+    asked = []
+    by_reference = otlp_json._reference_text
+
+    def reference_text(kind: str, payload: bytes) -> str:
+        asked.append(kind)
+        return by_reference(kind, payload)
+
+    with monkeypatch.context() as patched:  # an audit record's line: every part but the resource and scope read directly
+        patched.setattr(otlp_json, "_reference_text", reference_text)
+        patched.setattr(otlp_json, "request_json", None)  # (calling it would fail the test)
+        assert otlp_json.request_line(request) == stock
+        assert otlp_json.request_line(request) == stock  # from the caches
+    assert set(asked) <= {"InstrumentationScope", "Resource"}  # (each once, unless an earlier test had it kept)
+
+    def reference(data: bytes):
+        try:
+            parsed = otlp_json.request_json(data)
+        except Exception as exc:
+            return type(exc)
+        return None if parsed is None else _format_line(parsed)
+
+    def line(data: bytes):
+        try:
+            return otlp_json.request_line(data)
+        except Exception as exc:
+            return type(exc)
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while n > 0x7F:
+            out.append(n & 0x7F | 0x80)
+            n >>= 7
+        return bytes(out + bytes([n]))
+
+    one = resource_logs_parts(encoder.encode(records[1]))
+    (scope_field, scope_schema, (log,)), = one[2]
+    start, end = otlp_json._length(log, 1)  # the log record's field: tag, length, then the LogRecord
+    payload = log[start:end]
+
+    def with_log(record: bytes) -> bytes:
+        return export_request([(one[0], one[1], [(scope_field, scope_schema, [b"\x12" + varint(len(record)) + record])])])
+
+    assert reference(with_log(payload)) == line(with_log(payload)) == _format_line(_encode_logs_to_dict([records[1]]))
+    odd = {
+        "an unknown field": payload + b"\xa0\x06\x01",  # field 100, a varint
+        "a timestamp twice": payload + b"\x09" + (7).to_bytes(8, "little"),
+        "a body twice (merged)": payload + b"\x2a\x02\x10\x01",
+        "a severity of two bytes": b"\x10\x96\x01",  # (the records' own severity: a field given twice)
+        "a severity beyond 32 bits": b"\x10" + varint(1 << 35 | 5),
+        "a list body twice (merged)": b"".join(LogRecordMessage(body={"array_value": {"values": [{"int_value": n}]}})
+                                              .SerializeToString() for n in (1, 2)),
+        "a negative severity": b"\x10" + b"\xff" * 9 + b"\x01",
+        "a severity given twice": payload + b"\x10\x05",
+        "an empty body": payload + b"",
+        "invalid UTF-8 in a string": payload.replace(b"root", b"r\xffot", 1),
+        "a truncated field": payload[:-3],
+        "an attribute with no key": payload + b"\x32\x04\x12\x02\x10\x01",
+        "an attribute with no value": payload + b"\x32\x03\x0a\x01k",
+        "a kvlist attribute": payload + b"\x32\x0f\x0a\x01k\x12\x0a\x32\x08\x0a\x06\x0a\x01a\x12\x01\x10",
+        "a bytes attribute": payload + b"\x32\x09\x0a\x01k\x12\x04\x3a\x02\xff\x00",
+        "a double attribute": payload + b"\x32\x0e\x0a\x01k\x12\x09\x21" + b"\x00" * 7 + b"\xf0",
+        "a string with a trailing field": payload + b"\x32\x0a\x0a\x01k\x12\x05\x0a\x01v\x10\x01",
+        "a body that is an integer": LogRecordMessage(body={"int_value": 7}, time_unix_nano=3).SerializeToString(),
+        "a body that is a list": LogRecordMessage(body={"array_value": {"values": [{"bool_value": True}]}})
+        .SerializeToString(),
+        "dropped attributes": payload + b"\x38\x03",
+        "flags": payload + b"\x45\x01\x00\x00\x00",
+        "an empty event name": payload + b"\x62\x00",
+        "no fields at all": b"",
+    }
+    checked = 0
+    for name, odd_payload in odd.items():
+        data = with_log(odd_payload)
+        expected = reference(data)
+        assert line(data) == expected, (name, line(data), expected)
+        checked += expected is not None and not isinstance(expected, type)
+    assert checked >= 12  # most are valid OTLP, written
+    for request_bytes in (b"\x0a\x02\x12\x00", b"\x12\x00", b"\x0a\x05\x0a", b"\xff", request[:-1],
+                          request + b"\x0a\x00", ExportLogsServiceRequest().SerializeToString()):
+        assert line(request_bytes) == reference(request_bytes), request_bytes
 
 
 def test_record_heads_kept_encoded_give_the_sdk_bytes_for_every_record_of_a_call_site():

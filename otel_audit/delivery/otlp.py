@@ -17,8 +17,6 @@ exporters it cannot hand bytes to, ``otel-audit show``) parses them with ``opent
 
 from __future__ import annotations
 
-import base64
-import math
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -295,10 +293,21 @@ def _fields(data: bytes) -> list[tuple[int, bytes, bytes]]:
     fields, position, end = [], 0, len(data)
     while position < end:
         start = position
-        tag, position = _read_varint(data, position)
+        tag = data[position]
+        if tag < 0x80:  # (one-byte tags and lengths, the common case, read inline)
+            position += 1
+        else:
+            tag, position = _read_varint(data, position)
         number, wire = tag >> 3, tag & 7
         if wire == 2:
-            length, position = _read_varint(data, position)
+            length = data[position] if position < end else 0x80
+            if length < 0x80:
+                position += 1
+            elif position + 1 < end and data[position + 1] < 0x80:  # two bytes: a record's length
+                length = length & 0x7F | data[position + 1] << 7
+                position += 2
+            else:
+                length, position = _read_varint(data, position)
             payload_start, position = position, position + length
             if position > end:
                 raise NotOtlp("a field runs past the end")
@@ -374,79 +383,3 @@ def export_request(batch: Sequence[Parts]) -> bytes:
                               for (scope, scope_schema), records in groups.items())
         out.append(_delimited(b"\x0a", resource + scope_logs + resource_schema))
     return b"".join(out)
-
-
-# -- a request as the OTLP/JSON the audit_file sink writes ------------------------------------------
-
-def request_json(request: bytes) -> dict | None:
-    """A serialized ``ExportLogsServiceRequest`` as the dict OpenTelemetry's OTLP/JSON encoder makes of the
-    same records (``opentelemetry-exporter-otlp-json-common``, which the stock ``FileLogExporter`` and the
-    ``audit_file`` sink write): its keys in its order, 64-bit integers as strings, ids in hex, bytes in
-    base64, enums as numbers.  ``None`` for a request without records, as that encoder gives."""
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-
-    parsed = ExportLogsServiceRequest.FromString(request)
-    return _json(parsed, "LogsData") if parsed.resource_logs else None
-
-
-def _json_double(number: float) -> float | str:
-    if math.isnan(number):
-        return "NaN"
-    return ("Infinity" if number > 0 else "-Infinity") if math.isinf(number) else number
-
-
-# Per message: (protobuf field, OTLP/JSON key, how the value is written), in the encoder's key order.
-# A field is written when set (a message field), non-empty (a repeated one) or not its default (a
-# scalar).  How: None as it is; a function of the value; a message name (``[...]``: each of a list).
-_JSON_FIELDS: dict[str, tuple[tuple[str, str, Any], ...]] = {
-    "LogsData": (("resource_logs", "resourceLogs", ["ResourceLogs"]),),
-    "ResourceLogs": (("resource", "resource", "Resource"), ("scope_logs", "scopeLogs", ["ScopeLogs"]),
-                     ("schema_url", "schemaUrl", None)),
-    "Resource": (("attributes", "attributes", ["KeyValue"]), ("dropped_attributes_count", "droppedAttributesCount", None)),
-    "ScopeLogs": (("scope", "scope", "InstrumentationScope"), ("log_records", "logRecords", ["LogRecord"]),
-                  ("schema_url", "schemaUrl", None)),
-    "InstrumentationScope": (("name", "name", None), ("version", "version", None), ("attributes", "attributes", ["KeyValue"]),
-                             ("dropped_attributes_count", "droppedAttributesCount", None)),
-    "LogRecord": (("time_unix_nano", "timeUnixNano", str), ("observed_time_unix_nano", "observedTimeUnixNano", str),
-                  ("severity_number", "severityNumber", int), ("severity_text", "severityText", None),
-                  ("body", "body", "AnyValue"), ("attributes", "attributes", ["KeyValue"]),
-                  ("dropped_attributes_count", "droppedAttributesCount", None), ("flags", "flags", None),
-                  ("trace_id", "traceId", bytes.hex), ("span_id", "spanId", bytes.hex), ("event_name", "eventName", None)),
-    "KeyValue": (("key", "key", None), ("value", "value", "AnyValue")),
-    "ArrayValue": (("values", "values", ["AnyValue"]),),
-    "KeyValueList": (("values", "values", ["KeyValue"]),),
-}
-# AnyValue is a oneof: exactly the member that is set (an empty string or a zero included)
-_ANY_VALUE = {"string_value": ("stringValue", None), "bool_value": ("boolValue", None),
-              "int_value": ("intValue", str), "double_value": ("doubleValue", _json_double),
-              "array_value": ("arrayValue", "ArrayValue"), "kvlist_value": ("kvlistValue", "KeyValueList"),
-              "bytes_value": ("bytesValue", lambda value: base64.b64encode(value).decode("ascii"))}
-
-
-def _json(message, kind: str) -> dict:
-    if kind == "AnyValue":
-        member = message.WhichOneof("value")
-        if member is None:
-            return {}
-        key, how = _ANY_VALUE[member]
-        return {key: _json_value(getattr(message, member), how)}
-    out: dict[str, Any] = {}
-    for field, key, how in _JSON_FIELDS[kind]:
-        if isinstance(how, str):  # a message field: written when set, even if empty
-            if message.HasField(field):
-                out[key] = _json(getattr(message, field), how)
-            continue
-        value = getattr(message, field)
-        if value:
-            out[key] = _json_value(value, how)
-    return out
-
-
-def _json_value(value: Any, how: Any) -> Any:
-    if how is None:
-        return value
-    if isinstance(how, list):
-        return [_json(item, how[0]) for item in value]
-    if isinstance(how, str):
-        return _json(value, how)
-    return how(value)

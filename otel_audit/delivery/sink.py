@@ -5,8 +5,9 @@ per line to ``OTEL_PYTHON_AUDIT_FILE`` (default ``./otel-audit.jsonl``): the
 file format the collector's ``otlpjsonfile`` receiver reads, so a collector
 can pick the trail up later.  The encoding is OpenTelemetry's own
 (``opentelemetry-exporter-otlp-json-file``, line for line what its
-``FileLogExporter`` writes); this module chooses the file and how it is
-written:
+``FileLogExporter`` writes; durable delivery's spooled records are written as
+the same lines by :mod:`otel_audit.delivery.otlp_json`); this module chooses the
+file and how it is written:
 
 * **No descriptor kept.** The file is opened for each export batch and closed
   after it, so a program that closes descriptors it did not open cannot make
@@ -40,7 +41,12 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from otel_audit import diagnostics
 from otel_audit.config import AuditConfig
-from otel_audit.delivery import otlp, ownfiles
+from otel_audit.delivery import otlp_json, ownfiles
+
+
+def _line_of_records(batch: Sequence[ReadableLogRecord]) -> str | None:
+    encoded = _encode_logs_to_dict(batch)
+    return None if encoded is None else _format_line(encoded)
 
 
 class AuditFileLogExporter(LogRecordExporter):
@@ -52,22 +58,22 @@ class AuditFileLogExporter(LogRecordExporter):
         self._shutdown = False
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        return self._write(_encode_logs_to_dict, batch)
+        return self._write(_line_of_records, batch)
 
     def export_request(self, request: bytes) -> bool:
         """The durable shipper's way in: a serialized ``ExportLogsServiceRequest`` of spooled records,
-        written as the very line :meth:`export` writes for the same records (``otlp.request_json``),
+        written as the very line :meth:`export` writes for the same records (``otlp_json.request_line``),
         without decoding them into SDK records first."""
-        return self._write(otlp.request_json, request) == LogRecordExportResult.SUCCESS
+        return self._write(otlp_json.request_line, request) == LogRecordExportResult.SUCCESS
 
-    def _write(self, encode, data) -> LogRecordExportResult:
+    def _write(self, line_of, data) -> LogRecordExportResult:
         if self._shutdown:
             return LogRecordExportResult.FAILURE
         try:
-            encoded = encode(data)
-            if encoded is None:
+            text = line_of(data)
+            if text is None:
                 return LogRecordExportResult.SUCCESS
-            line = _format_line(encoded).encode("utf-8")
+            line = text.encode("utf-8")
             with self._lock:
                 ownfiles.make_private_directories(os.path.dirname(self.path))
                 own, tightened = ownfiles.open_private_append(self.path)
