@@ -58,6 +58,7 @@ def write_segment(directory: Path, payloads: list[bytes]) -> str:
     for payload in payloads:
         writer.append(payload)
     assert writer.path is not None
+    writer.trim()  # the file as a writer leaves it at exit: its records, not the space reserved after them
     return writer.path
 
 
@@ -300,13 +301,14 @@ def test_damage_before_an_unfinished_frame_ends_where_that_frame_starts(tmp_path
 
 
 def test_a_short_write_raises_and_leaves_a_bounded_damage(tmp_path):
-    """A real short write: RLIMIT_FSIZE stops os.write mid-frame (as a full disk would)."""
+    """A real short write: RLIMIT_FSIZE stops os.pwrite mid-frame (as a full disk would), where segments are
+    written rather than mapped."""
     directory = str(tmp_path / "svc")
     first, cut, refused, later = b"first record", b"c" * 30, b"refused record", b"L" * 40
 
     def child() -> str:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        writer = SegmentWriter(directory)
+        writer = SegmentWriter(directory, mapped=False)
         writer.append(first)
         soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
         resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(writer.path) + 15, hard))
@@ -333,6 +335,108 @@ def test_a_short_write_raises_and_leaves_a_bounded_damage(tmp_path):
 
 # -- concurrent writers ---------------------------------------------------------------
 
+def test_a_full_disk_fails_a_mapped_append_before_anything_is_stored(tmp_path):
+    """A mapped segment grows its file (blocks allocated) before a record is stored past what it holds: when it
+    cannot (RLIMIT_FSIZE here, a full disk elsewhere) that append raises OSError and stores nothing -- a store
+    into a page with no block behind it would kill the process with SIGBUS instead."""
+    directory = str(tmp_path / "svc")
+    record = b"r" * 1000
+
+    def child() -> str:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        writer = SegmentWriter(directory)
+        writer.append(record)
+        reserved = os.path.getsize(writer.path)
+        assert reserved == spool.GROWTH  # grown ahead of the records, not once per record
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (reserved, hard))
+        stored, errors = 1, []
+        for _ in range(200):  # into the reserved space, then past it
+            try:
+                writer.append(record)
+                stored += 1
+            except OSError as exc:
+                errors.append(exc.errno)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        writer.append(b"after")
+        writer.trim()
+        return "\n".join([writer.path, str(stored), ",".join(map(str, sorted(set(errors)))), str(len(errors))])
+
+    path, stored, errors, failed = run_forked(child).split("\n")
+    frame_size = HEADER_SIZE + len(record)
+    assert int(stored) == spool.GROWTH // frame_size and int(failed) == 201 - int(stored)
+    assert errors == "27"  # EFBIG, every time: nothing stored
+    frames = list(read_frames(path))
+    assert [f.payload for f in frames] == [record] * int(stored) + [b"after"]  # no damage at all
+    assert os.path.getsize(path) == frames[-1].end
+
+
+def test_a_killed_writer_leaves_its_records_and_zeros_that_are_not_damage(tmp_path):
+    """Records stored into the mapping are in the file when the process is killed (SIGKILL, no exit code runs):
+    the reserved zeros after them read as the end, and the orphan is taken and delivered like any other."""
+    directory = tmp_path / "svc"
+    code = ("import os, signal\nfrom otel_audit.delivery.spool import SegmentWriter\n"
+            f"w = SegmentWriter({str(directory)!r})\n"
+            "for i in range(300):\n    w.append(b'record %d' % i)\n"
+            "print(w.path, w.size, flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=CHILD_CWD)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    path, size = result.stdout.split()
+    assert os.path.getsize(path) > int(size) and contents(path)[int(size):].count(0) == os.path.getsize(path) - int(size)
+    for complete_only in (False, True):
+        assert [f.payload for f in read_frames(path, complete_only=complete_only)] == [b"record %d" % i for i in range(300)]
+    lock = OrphanLock.take(path)
+    assert lock is not None  # the killed writer's flock went with it
+    lock.release(delete=False)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def test_a_mapped_segment_keeps_no_descriptor_but_its_own_and_writes_none(tmp_path, monkeypatch):
+    """One descriptor per segment (no hidden duplicate a program's os.closerange could close and reuse), and
+    a record in a mapped segment is stored without a system call: readable at once through another descriptor."""
+    def open_descriptors() -> set[int]:
+        listed = {int(name) for name in os.listdir("/proc/self/fd")}  # (the listing's own one is closed again)
+        return {fd for fd in listed if _is_open(fd)}
+
+    before = open_descriptors()
+    writer = SegmentWriter(str(tmp_path))
+    writer.append(b"first")
+    assert open_descriptors() - before == {writer._own.fd}
+
+    def no_system_call(*args):
+        raise AssertionError("a system call on the record path")
+
+    for name in ("write", "pwrite", "fstat", "posix_fallocate"):
+        monkeypatch.setattr(os, name, no_system_call)
+    writer.append(b"second")
+    monkeypatch.undo()
+    assert payloads_in(writer.path) == [b"first", b"second"]
+    assert [f.payload for f in read_frames(writer.path, stop=writer.size)] == [b"first", b"second"]
+
+
+def test_a_mapped_segment_grows_and_is_cut_to_its_records_when_closed(tmp_path):
+    writer = SegmentWriter(str(tmp_path), max_segment_bytes=3 * spool.GROWTH)
+    payloads = [b"%05d" % i + b"x" * 200 for i in range(2000)]  # two segments' worth, and some
+    for payload in payloads:
+        writer.append(payload)
+    closed = [p for p in segments(str(tmp_path)) if p != writer.path]
+    assert closed  # rotated at the size: closed, cut to its records (no reserved zeros left)
+    read = []
+    for path in closed + [writer.path]:
+        frames = only_frames(read_frames(path))
+        read += [f.payload for f in frames]
+        if path != writer.path:
+            assert os.path.getsize(path) == frames[-1].end >= 3 * spool.GROWTH
+    assert read == payloads
+
+
 def test_threads_sharing_one_writer(tmp_path):
     threads_n, per_thread = 8, 2000
     writer = SegmentWriter(str(tmp_path / "svc"))
@@ -354,7 +458,7 @@ def test_threads_sharing_one_writer(tmp_path):
     assert len(frames) == threads_n * per_thread
     counts = collections.Counter(f.payload for f in frames)
     assert counts == collections.Counter(f"t{t}-{i}".encode() for t in range(threads_n) for i in range(per_thread))
-    assert frames[0].offset == 0 and frames[-1].end == os.path.getsize(writer.path)
+    assert frames[0].offset == 0 and frames[-1].end == writer.size  # (the file holds reserved zeros after that)
     assert all(a.end == b.offset for a, b in zip(frames, frames[1:]))
     # each thread's records are in the order it appended them
     by_thread = collections.defaultdict(list)
@@ -720,7 +824,7 @@ def test_progress_acknowledged_by_exporter_name_before_destinations_is_kept(tmp_
     writer.append(encode_record(ReadableLogRecord(LogRecord(body="delivered before"), Resource.create({}),
                                                   InstrumentationScope("t"))))
     path = writer.path
-    writer._close(writer._own.fd)
+    writer._close()
     spool.write_ack(path, {"memory": os.path.getsize(path)})  # the old key: the name alone
     exporter = InMemoryLogRecordExporter()
     report = deliver_orphans(str(tmp_path), {"memory /somewhere": exporter})

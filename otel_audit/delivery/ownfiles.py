@@ -192,15 +192,17 @@ def write_all(own: OwnFd, data: bytes) -> None:
         view = view[written:]
 
 
-def read_own_file(path: str, start: int = 0) -> bytes:
-    """The bytes of ``path`` from ``start``, read through a descriptor checked to still be the file
-    opened (so a descriptor swapped mid-read never yields another file's bytes)."""
+def read_own_file(path: str, start: int = 0, stop: int | None = None) -> bytes:
+    """The bytes of ``path`` from ``start`` (to ``stop``), read through a descriptor checked to still be the
+    file opened (so a descriptor swapped mid-read never yields another file's bytes)."""
     own = OwnFd(os.open(path, os.O_RDONLY | os.O_CLOEXEC), path)
     try:
         os.lseek(own.fd, start, os.SEEK_SET)
         chunks = []
-        while chunk := os.read(own.fd, 1 << 20):
+        left = float("inf") if stop is None else stop - start
+        while left > 0 and (chunk := os.read(own.fd, int(min(1 << 20, left)))):
             chunks.append(chunk)
+            left -= len(chunk)
         if own.verified() is None:
             raise OSError(errno.EBADF, "otel-audit's descriptor was closed or reused while reading", path)
         return b"".join(chunks)

@@ -268,7 +268,7 @@ def _send(name: str, sender: transport.Sender, batch: list[otlp.Parts]) -> bool:
 
 
 def deliver_segment(path: str, exporters: dict[str, LogRecordExporter], acks: dict[str, int], *,
-                    complete_only: bool) -> tuple[dict[str, int], bool]:
+                    complete_only: bool, stop: int | None = None) -> tuple[dict[str, int], bool]:
     """Ship ``path`` to each exporter from its own acknowledged offset (at least once to each: an
     exporter that failed gets the batch again, the others do not).  Returns the new offsets, and
     whether every exporter has everything readable.  The OTLP exporters get the spooled bytes as
@@ -277,7 +277,7 @@ def deliver_segment(path: str, exporters: dict[str, LogRecordExporter], acks: di
     complete = True
     for name, exporter in exporters.items():
         start = acks.get(name, 0)
-        frames = spool.read_frames(path, start, complete_only=complete_only)
+        frames = spool.read_frames(path, start, complete_only=complete_only, stop=stop)
         sender = transport.sender_for(exporter)
         if sender is None:
             batches, ship = _batches(frames, not complete_only, decode_record), partial(export, name, exporter)
@@ -437,9 +437,10 @@ class Shipper:
 
     def _scan_size(self) -> int:
         total = 0
+        own, own_size = self.writer.extent()
         for path in spool.segments(self.directory):
             try:
-                total += os.path.getsize(path)
+                total += own_size if path == own else os.path.getsize(path)  # (ours: not its reserved zeros)
             except OSError:
                 pass
         self._spool_bytes = total
@@ -471,7 +472,7 @@ class Shipper:
             raise SpoolFull(f"the spool {self.directory} is at its cap of {self.max_bytes} bytes "
                             "(OTEL_PYTHON_AUDIT_SPOOL_MAX_BYTES)")
         try:
-            self.writer.append(payload)
+            self.writer.append(payload, room=self.max_bytes - used - size)
         except OSError as exc:
             self._failed(exc)
             raise
@@ -539,12 +540,12 @@ class Shipper:
         try:
             self._renew_exporters_if_descriptors_were_taken()
             ok = True
-            path = self.writer.path
+            path, size = self.writer.extent()
             if path is not None:
                 if path != self._acks_path:  # a new segment (first record, or the last one was rotated)
                     self._acks, self._acks_path = {}, path
                 self.writer.sync()
-                self._acks, ok = deliver_segment(path, self.exporters, self._acks, complete_only=True)
+                self._acks, ok = deliver_segment(path, self.exporters, self._acks, complete_only=True, stop=size)
             now = time.monotonic()
             # Orphans (ended workers' segments) every few seconds, and once more on the way out.
             final_scan = self._stopping and not self._final_scan_done
@@ -568,12 +569,8 @@ class Shipper:
             return False
 
     def pending(self) -> bool:
-        path = self.writer.path
+        path, size = self.writer.path, self.writer.size  # (not extent(): close_if asks this holding the lock)
         if path is None:
-            return False
-        try:
-            size = os.path.getsize(path)
-        except OSError:
             return False
         acks = self._acks if path == self._acks_path else {}
         return any(acks.get(name, 0) < size for name in self.exporters) or not self.exporters
@@ -596,6 +593,10 @@ class Shipper:
         if path is not None and path == self._acks_path and not thread.is_alive():
             # audit data should not linger in a second place: every exporter has it, so it goes
             self.writer.close_if(path, delivered=lambda: not self.pending())
+        try:
+            self.writer.trim()  # what stays for the next process: its records, not the space reserved after them
+        except OSError:
+            pass
         if not thread.is_alive():
             for exporter in self.exporters.values():
                 try:

@@ -22,6 +22,13 @@ the records are owed to those, and an orphan is delivered only where it is owed
 (``otel-audit flush`` from a shell configured for elsewhere says so, and leaves
 them).
 
+Records are copied into a shared memory mapping of the segment (:mod:`otel_audit.delivery.mapped`):
+in the page cache, as a written record is, with no system call per record.  The file is grown
+ahead of the records with ``posix_fallocate``, :data:`GROWTH` at a time, so a live segment ends in
+zeros that are not yet records; readers stop at them (a segment whose writer was killed keeps
+them), and a segment is cut to its records when it is closed.  Where files cannot be mapped, each
+record is one ``os.pwrite``.
+
 Only this user's files are trusted (:mod:`otel_audit.delivery.ownfiles`):
 the service directory must be this user's and writable by nobody else, every
 file is created ``0600``, a segment another uid owns is never delivered, and
@@ -45,13 +52,14 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from otel_audit import diagnostics
-from otel_audit.delivery import ownfiles
+from otel_audit.delivery import mapped, ownfiles
 
 MAGIC = b"\xa7\x01"
 _HEADER = struct.Struct("<2sII")
 HEADER_SIZE = _HEADER.size
 MAX_FRAME = 16 * 1024 * 1024  # a larger length field is corruption, not a record
 MAX_SEGMENT_BYTES = 16 * 1024 * 1024  # a segment is closed (and can be delivered and deleted) at this size
+GROWTH = 64 * 1024  # a mapped segment's file is grown (blocks allocated) this much ahead of its records
 SEGMENT_SUFFIX = ".seg"
 CREATING_SUFFIX = ".new"  # ".<segment name>.new": a segment being created, renamed once locked
 ABANDONED_CREATION_SECONDS = 60.0  # a creation still unrenamed after this long was abandoned
@@ -83,13 +91,16 @@ class Frame:
     payload: bytes
 
 
-def read_frames(path: str, start: int = 0, *, complete_only: bool = False) -> Iterator[Frame | Damage]:
-    """Frames from ``start`` on, and a :class:`Damage` for every stretch that is not one.
+def read_frames(path: str, start: int = 0, *, complete_only: bool = False, stop: int | None = None
+                ) -> Iterator[Frame | Damage]:
+    """Frames from ``start`` on (to ``stop``, the writer's end when it is this process), and a :class:`Damage`
+    for every stretch that is not one.  The zeros a mapped segment's file is grown by ahead of its
+    records are not records: reading ends at them.
 
     ``complete_only``: a segment still being written may end in half a frame;
     stop there instead of calling it damage.
     """
-    data = _read_file(path, start)
+    data = _read_file(path, start, stop)
     position, end = 0, len(data)
     bad_from: int | None = None
     while position < end:
@@ -111,6 +122,8 @@ def read_frames(path: str, start: int = 0, *, complete_only: bool = False) -> It
                     break  # the writer has not finished this frame yet
         elif complete_only and MAGIC.startswith(header[:2]):
             break  # nor this one's header
+        if data[position] == 0 and data.count(0, position) == end - position:
+            break  # the space a mapped segment holds ahead of its records: the end of them
         if bad_from is None:
             bad_from = position
         next_magic = data.find(MAGIC, position + 1)
@@ -121,27 +134,42 @@ def read_frames(path: str, start: int = 0, *, complete_only: bool = False) -> It
         yield Damage(path, start + bad_from, position - bad_from)
 
 
-def _read_file(path: str, start: int = 0) -> bytes:
+def _read_file(path: str, start: int = 0, stop: int | None = None) -> bytes:
     # os-level I/O: otel-audit's own reads must never be audited (nor pass through `open` hooks)
-    return ownfiles.read_own_file(path, start)
+    return ownfiles.read_own_file(path, start, stop)
 
 
 class SegmentWriter:
-    """This process's segment: appends framed records, one ``write`` each, under an exclusive flock."""
+    """This process's segment: appends framed records under an exclusive flock, copied into a shared mapping
+    of the file (one ``os.pwrite`` each where files are not mapped)."""
 
-    def __init__(self, directory: str, fsync: str = "batch", max_segment_bytes: int = MAX_SEGMENT_BYTES):
+    def __init__(self, directory: str, fsync: str = "batch", max_segment_bytes: int = MAX_SEGMENT_BYTES, *,
+                 mapped: bool = True):
         self.directory = directory
         self.fsync = fsync
         self.max_segment_bytes = max_segment_bytes
+        self.mapped = mapped  # False: every record written with os.pwrite
         self._lock = threading.Lock()
         self._own: ownfiles.OwnFd | None = None
+        self._mapping: mapped.Mapping | None = None
         self.destinations: list[str] | None = None  # written beside each new segment once known
         self.taken_away = 0  # how often the program closed or reused our descriptor
         self.path: str | None = None
-        self._size = 0
+        self._size = 0  # where the records end (the file may hold reserved zeros after that)
+        self._reserved = 0  # how far the file's blocks are allocated (mapped: stores below this only)
         self._dirty = False
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forget_parent_segment)
+
+    @property
+    def size(self) -> int:
+        """Where the open segment's records end (0 with none open)."""
+        return self._size
+
+    def extent(self) -> tuple[str | None, int]:
+        """The open segment and where its records end, read together."""
+        with self._lock:
+            return self.path, self._size
 
     def _open(self) -> int:
         ownfiles.private_directory(self.directory)
@@ -151,7 +179,7 @@ class SegmentWriter:
         # an orphan scan must never take (and, finding it empty, delete) a segment whose
         # writer has created but not yet locked it -- the writer would then fill an unlinked file.
         creating = os.path.join(self.directory, f".{name}{CREATING_SUFFIX}")
-        own = ownfiles.create_private_file(creating, os.O_WRONLY | os.O_APPEND | os.O_EXCL)
+        own = ownfiles.create_private_file(creating, os.O_RDWR | os.O_EXCL)  # (read too: a shared mapping needs it)
         try:
             fcntl.flock(own.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if self.destinations is not None:  # before the segment is listed: never one without its destinations
@@ -166,7 +194,8 @@ class SegmentWriter:
                 except OSError:
                     pass
             raise
-        self._own, self.path, self._size = own, path, 0
+        self._own, self.path, self._size, self._reserved = own, path, 0, 0
+        self._mapping = mapped.map_file(own.fd, self.max_segment_bytes) if self.mapped else None
         return own.fd
 
     def _verified_fd(self) -> int | None:
@@ -200,8 +229,12 @@ class SegmentWriter:
             return self.taken_away
 
     def _forget_segment(self) -> None:
-        """No segment open now (closed, taken away, or the parent's after fork): the next write opens one."""
-        self._own, self.path, self._size, self._dirty = None, None, 0, False
+        """No segment open now (closed, taken away, or the parent's after fork): the next write opens one.
+        Its mapping goes (a segment whose descriptor was taken keeps its reserved zeros: readers stop there)."""
+        mapping = self._mapping
+        self._own, self._mapping, self.path, self._size, self._reserved, self._dirty = None, None, None, 0, 0, False
+        if mapping is not None:
+            mapping.close()
 
     def ensure_open(self) -> None:
         """Open this process's segment now if it is not (raises ``OSError`` if the spool is unwritable)."""
@@ -211,7 +244,8 @@ class SegmentWriter:
 
     def _forget_parent_segment(self) -> None:
         # The child shares the parent's open file (and its flock): closing our copy
-        # releases nothing of the parent's.  The child writes a segment of its own.
+        # releases nothing of the parent's, nor does unmapping the child's copy of the mapping.
+        # The child writes a segment of its own.
         self._lock = threading.Lock()
         if self._own is not None:
             try:
@@ -220,35 +254,78 @@ class SegmentWriter:
                 pass
         self._forget_segment()
 
-    def append(self, payload: bytes) -> None:
-        """Raises ``OSError`` when the record could not be written (the caller decides open/closed)."""
+    def append(self, payload: bytes, room: int = GROWTH) -> None:
+        """Raises ``OSError`` when the record could not be written (the caller decides open/closed).
+        ``room``: how many bytes beyond this record the file may be grown by ahead of the next ones
+        (what the spool's cap leaves)."""
         data = frame(payload)
         with self._lock:
-            fd = self._verified_fd()
-            if fd is None:
-                fd = self._open()
-            written = os.write(fd, data)
-            if written != len(data):  # disk full mid-frame: the checksum marks the tail as damage
-                raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
-            self._size += written
+            start = self._size
+            end = start + len(data)
+            if end <= self._reserved:  # the common case: a copy into the page cache, no system call
+                self._mapping.view[start:end] = data
+            else:
+                end = self._append_growing(data, start, end, room)
+            self._size = end
             if self.fsync == "always":
-                os.fsync(fd)
+                fd = self._verified_fd()
+                if fd is not None:
+                    os.fsync(fd)
             else:
                 self._dirty = True
-            if self._size >= self.max_segment_bytes:
-                self._close(fd)
+            if end >= self.max_segment_bytes:
+                self._close()
 
-    def _close(self, fd: int) -> None:
+    def _append_growing(self, data: bytes, start: int, end: int, room: int) -> int:
+        """The record where the file must be grown first (or a new segment opened, or it is not mapped):
+        where it ends."""
+        fd = self._verified_fd()
+        if fd is None:
+            fd = self._open()
+            start, end = 0, len(data)
+        mapping = self._mapping
+        if mapping is not None and end <= mapping.length:
+            # blocks allocated before any store: a full disk is an OSError here, never a SIGBUS later
+            reserve_to = min(mapping.length, max(end, min(self._reserved + GROWTH, end + max(room, 0))))
+            os.posix_fallocate(fd, self._reserved, reserve_to - self._reserved)
+            self._reserved = reserve_to
+            mapping.view[start:end] = data
+            return end
+        # not mapped, or the record that crosses the segment's size (beyond its mapping): written
+        written = os.pwrite(fd, data, start)
+        if written != len(data):  # disk full mid-frame: the checksum marks the tail as damage
+            self._size = start + written
+            raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
+        return end
+
+    def _close(self) -> None:
         # A full segment is closed, which drops its flock: it becomes an orphan that any shipper
         # (this process's included) delivers and then deletes, so a long-running process's spool
         # does not grow without bound.  The next record opens a new segment.
-        if self.fsync != "never" and self._dirty:
-            os.fsync(fd)
-        os.close(fd)
+        fd = self._verified_fd()
+        if fd is not None:
+            self._trim(fd)
+            if self.fsync != "never" and self._dirty:
+                os.fsync(fd)
+            self._own.close()
         self._forget_segment()
 
+    def _trim(self, fd: int) -> None:
+        """Cut the zeros reserved ahead of the records off the file (they are disk space, and nobody's)."""
+        if self._reserved > self._size:
+            os.ftruncate(fd, self._size)
+            self._reserved = self._size
+
+    def trim(self) -> None:
+        """At exit: the open segment's file cut to its records (later records grow it again)."""
+        with self._lock:
+            fd = self._verified_fd()
+            if fd is not None:
+                self._trim(fd)
+
     def sync(self) -> None:
-        """``fsync`` what was appended since the last sync (the ``batch`` policy calls this per shipment)."""
+        """``fsync`` what was appended since the last sync (the ``batch`` policy calls this per shipment).
+        On Linux ``fsync`` writes back a file's pages however they were changed, mapped ones included."""
         with self._lock:
             if self._dirty and self.fsync != "never":
                 fd = self._verified_fd()
@@ -265,7 +342,7 @@ class SegmentWriter:
             if fd is None or self.path != path or not delivered():
                 return False
             remove_segment(path)
-            os.close(fd)
+            self._own.close()
             self._forget_segment()
             return True
 
