@@ -16,7 +16,9 @@ The shipper thread is not started (its work is another thread's, measured by ``b
 ``excluded``  otel-audit instrumented, the file excluded (``exclude_paths``);
 ``durable``   audited, durable delivery: captured, encoded, written to the spool;
 ``policy50``  ``durable`` with an access policy of 50 rules, none matching (the most rules a decision
-              can walk through, answered from the decision cache once warm).
+              can walk through, answered from the decision cache once warm);
+``unchained`` ``durable`` without the chain (``AuditConfig(chain=False)``, in code only): what
+              ``audit.chain.hash`` costs is ``durable`` minus this.
 
     .venv/bin/python benchmarks/bench_instructions.py            # all cases, N = 2000 (about 3 minutes)
     .venv/bin/python benchmarks/bench_instructions.py --cases bare,durable --n 500
@@ -35,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 
-CASES = ("bare", "excluded", "durable", "policy50")
+CASES = ("bare", "excluded", "durable", "policy50", "unchained")
 
 
 def run_case(case: str, n: int) -> None:
@@ -54,6 +56,8 @@ def run_case(case: str, n: int) -> None:
         extra: dict = {}
         if case == "excluded":
             extra["exclude_paths"] = (path,)
+        if case == "unchained":
+            extra["chain"] = False
         if case == "policy50":
             rules = [{"id": f"r{i}", "effect": "deny", "match": {"resource": f"s3://bucket-{i}/pii/*",
                                                                    "user": f"intern-{i}-*", "action": "read"}}

@@ -17,6 +17,14 @@
     ``OTEL_LOGS_EXPORTER`` names.  Exit 0 only when all were acknowledged;
     otherwise non-zero, with the count left.
 
+``verify FILE... [--key-file K] [--public-key P] [--format text|json]``
+    Is the trail whole?  Per stream (one process): intact, or which records are
+    altered, missing, inserted or duplicated, and whether it is closed; with
+    ``--public-key`` every checkpoint's signature.  Exit 0 only when every
+    stream is intact and closed, 1 otherwise, 2 usage (a key file that cannot be used).
+``keygen --private FILE --public FILE``
+    An Ed25519 key pair for signed checkpoints (``OTEL_PYTHON_AUDIT_SIGNING_KEY_FILE``).
+
 ``policy check FILE``
     Validate an access policy file and list its rules.  Exit 0 valid, 1 not.
 ``policy explain FILE --resource R --action A [--user U] [--api …] [--enduser …]``
@@ -30,9 +38,14 @@ Filters (``show`` and ``report``; repeat one to accept several values):
 ``--since``/``--until`` (ISO 8601, UTC unless an offset is given, or a duration
 before now: ``15m``, ``2h``, ``7d``).
 
+``show`` and ``report`` check the trail's chain as ``verify`` does (``--key-file``,
+``--public-key``) and say on stderr, one line per stream, what does not verify;
+``report --verified-only`` counts only records whose chain link holds.
+
 FILE ``-`` is standard input.  Exit status: 0; 1 when an input file could not
 be read or held lines that are not OTLP/JSON (each named with file and line
-on stderr; every readable record is still shown); 2 for a usage error.
+on stderr; every readable record is still shown), or the trail's chain shows
+records altered, missing or inserted; 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -54,7 +67,7 @@ FOLLOW_INTERVAL = 0.5  # seconds between polls of followed files
 
 
 def _error(message: object) -> None:
-    from otel_audit.report import visible
+    from otel_audit.trail.report import visible
 
     print(f"otel-audit: {visible(message)}", file=sys.stderr, flush=True)
 
@@ -90,10 +103,12 @@ def _raise_stop(signum, frame):
     raise _Stop()
 
 
-def show(paths: list[str], filters, follow: bool = False, interval: float = FOLLOW_INTERVAL) -> int:
-    from otel_audit.report import show_row, show_table
+def show(paths: list[str], filters, follow: bool = False, interval: float = FOLLOW_INTERVAL, *,
+         key_file: str | None = None, public_key_file: str | None = None) -> int:
+    from otel_audit.trail.report import show_row, show_table
     from otel_audit.trail import TrailFile, by_time
 
+    checked = check_trail(paths, key_file, public_key_file)
     trails = [TrailFile(path) for path in paths]
 
     def read_all(final: bool):
@@ -141,14 +156,28 @@ def show(paths: list[str], filters, follow: bool = False, interval: float = FOLL
     if problems:
         _error(f"{problems} input problem(s), see above; every record that could be read is shown")
         return EXIT_INPUT_PROBLEM
-    return EXIT_OK
+    return EXIT_INPUT_PROBLEM if checked is not None and checked.tampered else EXIT_OK
 
 
-def report(paths: list[str], filters, fmt: str, output: str | None) -> int:
-    from otel_audit import report as reports
+def report(paths: list[str], filters, fmt: str, output: str | None, *, key_file: str | None = None,
+           public_key_file: str | None = None, verified_only: bool = False) -> int:
+    from otel_audit.trail import report as reports
     from otel_audit.trail import read_trails
 
+    checked = check_trail(paths, key_file, public_key_file)
+    if verified_only and checked is None:
+        _error("report --verified-only: the trail could not be checked (see above)")
+        return EXIT_USAGE
     records, errors, trails = read_trails(paths)
+    left_out = 0
+    if verified_only:
+        verified = checked.verified_record
+        kept = [r for r in records if verified(r.resource_attributes.get("service.instance.id"),
+                                               r.attributes.get(schema.AUDIT_SEQ))]
+        left_out = len(records) - len(kept)
+        if left_out:
+            _error(f"report --verified-only: {left_out} records whose chain does not hold are left out")
+        records = kept
     for error in errors:
         _error(error)
     _report_skipped(trails)
@@ -174,7 +203,7 @@ def report(paths: list[str], filters, fmt: str, output: str | None) -> int:
     if problems:
         _error(f"{problems} input problem(s), see above; the report covers every record that could be read")
         return EXIT_INPUT_PROBLEM
-    return EXIT_OK
+    return EXIT_INPUT_PROBLEM if left_out or (checked is not None and checked.tampered) else EXIT_OK
 
 
 FLUSH_EXIT_HELP = ("exit status: 0 every record left in the spool was delivered (or none was left); 1 some "
@@ -224,9 +253,88 @@ def flush(spool_dir: str | None, redirect: bool = False) -> int:
     return status
 
 
+VERIFY_EXIT_HELP = ("exit status: 0 every stream is intact and closed; 1 not (what is altered, missing, inserted, "
+                    "unverifiable or unclosed is said), or a line is unreadable or cut off; 2 usage error, or a file "
+                    "or key that cannot be read")
+
+
+def verify(paths: list[str], key_file: str | None, public_key_file: str | None, fmt: str) -> int:
+    import json
+
+    from otel_audit import chain as audit_chain
+    from otel_audit.trail import verify as verifier
+
+    try:
+        key = audit_chain.load_chain_key(key_file, secret=False) if key_file else None
+        public_key = audit_chain.load_public_key(public_key_file) if public_key_file else None
+    except (audit_chain.KeyError_, OSError) as exc:
+        _error(f"verify: {exc}")
+        return EXIT_USAGE
+    try:
+        result = verifier.verify(paths, key=key, public_key=public_key, stdin=sys.stdin.buffer)
+    except OSError as exc:
+        _error(f"verify: cannot read {exc.filename or ''}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    if fmt == "json":
+        sys.stdout.write(json.dumps(result.as_json(), indent=2) + "\n")
+    else:
+        from otel_audit.trail.report import visible
+
+        sys.stdout.write("".join(visible(line) + "\n" for line in verifier.render_text(result).splitlines()))
+    return EXIT_OK if result.ok else EXIT_INPUT_PROBLEM
+
+
+def keygen(private_path: str, public_path: str) -> int:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from otel_audit import chain as audit_chain
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    for path, data, mode in ((private_path, private, 0o600), (public_path, public, 0o644)):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        except OSError as exc:
+            _error(f"keygen: cannot create {path}: {exc.strerror or exc} (an existing key is never overwritten)")
+            return EXIT_USAGE
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+    print(f"otel-audit keygen: private key {private_path} (0600: set OTEL_PYTHON_AUDIT_SIGNING_KEY_FILE to it), "
+          f"public key {public_path} (for otel-audit verify --public-key), key id {audit_chain.key_id(key.public_key())}")
+    return EXIT_OK
+
+
+def check_trail(paths: list[str], key_file: str | None, public_key_file: str | None):
+    """``show`` and ``report``: the trail verified (:mod:`otel_audit.trail.verify`), each stream that does not verify
+    said in one line on stderr; ``None`` when it could not be checked (standard input, a key that cannot be
+    read: said)."""
+    from otel_audit import chain as audit_chain
+    from otel_audit.trail import verify as verifier
+
+    if "-" in paths:
+        _error("the trail's chain is not checked when it is read from standard input (otel-audit verify FILE...)")
+        return None
+    readable = [path for path in paths if os.path.isfile(path)]  # (the others are reported as they are read)
+    try:
+        key = audit_chain.load_chain_key(key_file, secret=False) if key_file else None
+        public_key = audit_chain.load_public_key(public_key_file) if public_key_file else None
+        result = verifier.verify(readable, key=key, public_key=public_key)
+    except (audit_chain.KeyError_, OSError) as exc:
+        _error(f"the trail's chain is not checked: {exc}")
+        return None
+    for line in verifier.problem_lines(result):
+        _error(line)
+    return result
+
+
 def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE",
                         help="OTLP/JSON lines trail files (the audit_file sink's, the collector file exporter's); - is stdin")
+    parser.add_argument("--key-file", metavar="FILE", help="the chain key the trail was written with, to check it")
+    parser.add_argument("--public-key", metavar="FILE", help="the public key of the signed checkpoints, to check them")
     group = parser.add_argument_group("filters (repeat one to accept several values; all given must match)")
     group.add_argument("--user", action="append", metavar="NAME",
                        help="user.name or enduser.id (glob allowed: 'svc-*')")
@@ -268,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
                                     "self-contained page with a timeline)")
     report_parser.add_argument("-o", "--output", metavar="FILE",
                                help="write there instead of stdout (a new file is created 0600: audit data)")
+    report_parser.add_argument("--verified-only", action="store_true",
+                               help="count only records whose chain link holds (see otel-audit verify)")
     flush_parser = commands.add_parser(
         "flush", help="deliver what ended processes left in the spool", epilog=FLUSH_EXIT_HELP,
         description="Deliver every record that processes which ended (collector down at exit, killed, os._exit "
@@ -283,6 +393,22 @@ def main(argv: list[str] | None = None) -> int:
     flush_parser.add_argument("--redirect", action="store_true",
                               help="deliver every record to this flush's exporters, whatever destinations it is owed "
                                    "to, and count it delivered once they acknowledge it")
+    verify_parser = commands.add_parser(
+        "verify", help="is the trail whole? each stream's chain and checkpoints checked", epilog=VERIFY_EXIT_HELP,
+        description="Check the chain (audit.chain.hash) and checkpoints of every stream (one process's records) in "
+                    "the trail files, in any order across files: say per stream whether it is intact and closed, "
+                    "and which records are altered, missing, inserted, unverifiable or duplicated.")
+    verify_parser.add_argument("files", nargs="+", metavar="FILE", help="OTLP/JSON lines trail files; - is stdin")
+    verify_parser.add_argument("--key-file", metavar="FILE",
+                               help="the chain key (OTEL_PYTHON_AUDIT_CHAIN_KEY_FILE) the trail was written with")
+    verify_parser.add_argument("--public-key", metavar="FILE",
+                               help="the Ed25519 public key whose private half signed the checkpoints")
+    verify_parser.add_argument("--format", choices=("text", "json"), default="text")
+    keygen_parser = commands.add_parser(
+        "keygen", help="an Ed25519 key pair for signed checkpoints",
+        description="Write a new Ed25519 private key (0600) and its public key, each to a file that must not exist.")
+    keygen_parser.add_argument("--private", required=True, metavar="FILE")
+    keygen_parser.add_argument("--public", required=True, metavar="FILE")
     from otel_audit import policy as access_policy
 
     policy_parser = commands.add_parser(
@@ -311,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "flush":
         return flush(args.spool_dir, redirect=args.redirect)
+    if args.command == "keygen":
+        return keygen(args.private, args.public)
+    if args.command == "verify":
+        if args.files.count("-") > 1:
+            parser.error("standard input (-) can be read only once")
+        return verify(args.files, args.key_file, args.public_key, args.format)
     if args.command == "policy":
         if args.policy_command == "check":
             return access_policy.check_command(args.policy_file, sys.stdout, sys.stderr)
@@ -322,8 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "show":
         if args.follow and "-" in args.files:
             parser.error("--follow reads files; for a stream, pipe it without --follow")
-        return show(args.files, _filters(args), follow=args.follow)
-    return report(args.files, _filters(args), args.format, args.output)
+        return show(args.files, _filters(args), follow=args.follow, key_file=args.key_file,
+                    public_key_file=args.public_key)
+    return report(args.files, _filters(args), args.format, args.output, key_file=args.key_file,
+                  public_key_file=args.public_key, verified_only=args.verified_only)
 
 
 if __name__ == "__main__":

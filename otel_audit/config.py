@@ -105,6 +105,27 @@ def _parse_file(value: str) -> str:
     return value
 
 
+def _parse_key_file(value: str) -> str:
+    if not value.strip():
+        raise ValueError("an empty path; accepted: the path of a key file")
+    _check_path_length(value, "a file path")
+    path = os.path.abspath(os.path.expanduser(value))
+    if not os.path.isfile(path):
+        raise ValueError("no such file; accepted: the path of an existing key file (the key itself never goes in "
+                         "a variable)")
+    return path
+
+
+def _parse_count(value: str) -> int:
+    try:
+        count = int(value.strip())
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 1_000_000_000:
+        raise ValueError("not a whole number in range; accepted: a whole number from 1 to 1000000000")
+    return count
+
+
 def _choice(*accepted: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         value = value.strip().lower()
@@ -239,6 +260,20 @@ SETTINGS: tuple[Setting, ...] = (
             "`enforce` or `dry-run`, overriding the policy file's `mode` (unset: the file's): in a dry run nothing is refused and "
             "records of accesses the policy denies carry `audit.policy.decision=would_deny`.",
             _choice("enforce", "dry-run")),
+    Setting("OTEL_PYTHON_AUDIT_CHAIN_KEY_FILE", "chain_key_file", "(unset)",
+            "A file holding a secret key (at least 16 bytes, e.g. `openssl rand -hex 32`): the records' chain "
+            "(`audit.chain.hash`) is then HMAC-SHA256 under it, which nobody without the key can recompute; "
+            "unset, SHA-256 (detects damage and edits, not a forger who recomputes the chain). "
+            "`otel-audit verify --key-file` checks it.", _parse_key_file),
+    Setting("OTEL_PYTHON_AUDIT_SIGNING_KEY_FILE", "signing_key_file", "(unset)",
+            "An Ed25519 private key (PEM; `otel-audit keygen`): every checkpoint record is signed with it, and "
+            "`otel-audit verify --public-key` needs only the public key to check them.", _parse_key_file),
+    Setting("OTEL_PYTHON_AUDIT_CHECKPOINT_RECORDS", "checkpoint_records", "1000",
+            "A checkpoint record (the stream's length and last hash, signed with a signing key) after this "
+            "many records, or sooner (`OTEL_PYTHON_AUDIT_CHECKPOINT_SECONDS`).", _parse_count),
+    Setting("OTEL_PYTHON_AUDIT_CHECKPOINT_SECONDS", "checkpoint_seconds", "60",
+            "A checkpoint record when a record is made this many seconds after the last checkpoint.",
+            _parse_seconds),
     Setting("OTEL_PYTHON_AUDIT_REDACT", "redact", "(unset)",
             "Comma-separated Python regular expressions (a comma inside one written `\\,`) masked in "
             "`audit.resource.uri`, `file.path` and `aws.s3.key` (and so in the body and audit spans) before "
@@ -269,6 +304,11 @@ class AuditConfig:
     redact: tuple[str, ...] = ()
     policy: str | None = None
     policy_mode: str | None = None
+    chain_key_file: str | None = None
+    signing_key_file: str | None = None
+    checkpoint_records: int = 1000
+    checkpoint_seconds: float = 60.0
+    chain: bool = True  # (in code only, for benchmarks: no variable can switch the chain off)
     errors: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod

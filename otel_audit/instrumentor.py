@@ -102,6 +102,7 @@ class AuditInstrumentor(BaseInstrumentor):
         recorder = next((p.recorder for p in self._access_points if p.recorder is not None), None)
         if recorder is not None:
             recorder.lifecycle(schema.LIFECYCLE_STOPPED, if_started=True)
+            recorder.close_trail()  # the chain's closing checkpoint, after "stopped"
         for point in reversed(self._access_points):
             recorder = point.recorder
             point.uninstall()

@@ -14,11 +14,14 @@ instrumentations made during the call: they are its siblings.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import sys
 import threading
 import time
 import uuid
+import weakref
 from typing import Callable
 
 from opentelemetry import trace
@@ -27,6 +30,7 @@ from opentelemetry.metrics import get_meter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from otel_audit import chain as audit_chain
 from otel_audit import diagnostics, schema
 from otel_audit.config import AuditConfig
 from otel_audit.context import current_enduser, in_audited_call
@@ -34,6 +38,8 @@ from otel_audit.resources import Redactor, ResourcePolicy, printable
 from otel_audit.version import __version__
 
 SERVICE_INSTANCE_ID = "service.instance.id"
+HEADS_KEPT = 2048  # bodies and hashed canonical heads kept (a call site and resource each); starts over when full
+_PLAIN = frozenset({str, int})
 
 _OUTSIDE_ANY_TRACE = trace.set_span_in_context(trace.INVALID_SPAN)  # the context of lifecycle records
 
@@ -101,6 +107,7 @@ class AuditRecorder:
             "otel_audit.records.not_spooled", unit="{record}",
             description="audit records that could not be written to the durable spool")
         self._service: str | None = None
+        self._chain_key, self._signer = self._chain_keys()
         self._reset_process_state()
         self._guard = None
         self._guard = self._policy_guard() if self.config.policy else None
@@ -282,6 +289,13 @@ class AuditRecorder:
         self._lifecycle_lock = threading.Lock()
         self._shipper_lock = threading.Lock()  # (one held by another thread at fork would be held forever)
         self._record_id_prefix = uuid.uuid4().hex  # new in every process, forked children included
+        # the chain: a stream per process (the SDK gives a forked child its own service.instance.id)
+        self._chain = audit_chain.Chain(self._chain_key, self._signer) if self.config.chain else None
+        self._record_lock = threading.Lock()  # audit.seq and the chain advance together, in one order
+        self._since_checkpoint = 0
+        self._checkpoint_ns = time.time_ns()
+        self._closed = False  # the closing checkpoint written (a record after it is followed by another)
+        self._heads: dict[tuple, tuple] = {}  # an access's attributes -> (resource, severity, body, hashed head)
 
     def emit(
         self,
@@ -311,27 +325,102 @@ class AuditRecorder:
                 attributes[schema.ENDUSER_ID] = printable(enduser)
             if self._redact is not None:
                 self._redact(attributes)
-            seq = attributes[schema.AUDIT_SEQ] = next(self._seq)
-            attributes[schema.AUDIT_RECORD_ID] = f"{self._record_id_prefix}-{seq}"
-            span = None if self._tracer is None else self._start_span(attributes, start_ns, outcome, error_type)
-            fields = dict(
-                timestamp=start_ns,
-                observed_timestamp=time.time_ns(),
-                severity_number=severity,
-                severity_text=severity_text,
-                attributes=attributes,
-                event_name=schema.EVENT_NAME,
-            )
-            if span is not None:
-                fields["context"] = trace.set_span_in_context(span)
+            body, head, key = self._head(severity, severity_text, attributes)
+            fields = dict(timestamp=start_ns, severity_number=severity, severity_text=severity_text,
+                          attributes=attributes, event_name=schema.EVENT_NAME)
+            span = None
+            with self._record_lock:
+                seq = attributes[schema.AUDIT_SEQ] = next(self._seq)
+                attributes[schema.AUDIT_RECORD_ID] = f"{self._record_id_prefix}-{seq}"
+                if self._tracer is not None:
+                    span = self._start_span(attributes, start_ns, outcome, error_type)
+                    fields["context"] = trace.set_span_in_context(span)
+                span_context = trace.get_current_span(fields.get("context")).get_span_context()
+                fields["observed_timestamp"] = time.time_ns()
+                if self._chain is not None:
+                    self._link(fields, body, span_context, head)
             try:
-                if not self._durable or not self._spool(fields):
-                    self._logger.emit(body=schema.format_body(attributes), **fields)
+                if not self._durable or not self._spool(fields, body, span_context, key):
+                    self._logger.emit(body=body, **fields)
             finally:
                 if span is not None:
                     span.end()
+            if self._chain is not None and (
+                    self._closed or self._since_checkpoint >= self.config.checkpoint_records
+                    or fields["observed_timestamp"] - self._checkpoint_ns >= self.config.checkpoint_seconds * 1e9):
+                self._checkpoint(final=self._closed)
         except Exception as exc:
             diagnostics.report_internal_error("the recorder", exc)
+
+    # -- the chain (otel_audit.chain) ---------------------------------------------
+    def _chain_keys(self):
+        """The HMAC key and the Ed25519 signing key configured, each ``None`` when unset or unusable (said)."""
+        key = signer = None
+        if self.config.chain and self.config.chain_key_file:
+            try:
+                key = audit_chain.load_chain_key(self.config.chain_key_file)
+            except Exception as exc:
+                diagnostics.report(f"{exc}: the records' chain is plain SHA-256, NOT keyed (OTEL_PYTHON_AUDIT_CHAIN_KEY_FILE)")
+        if self.config.chain and self.config.signing_key_file:
+            try:
+                signer = audit_chain.load_signing_key(self.config.signing_key_file)
+            except Exception as exc:
+                diagnostics.report(f"{exc}: checkpoints are NOT signed (OTEL_PYTHON_AUDIT_SIGNING_KEY_FILE)")
+        return key, signer
+
+    def _head(self, severity, severity_text: str, attributes: dict):
+        """An access's body, its canonical form's head hashed (``otel_audit.chain``; ``None`` without the
+        chain) and the key they are kept by (``None``: not kept): what repeats from one record to the next (an access of one resource from one line of code),
+        kept by the attributes (all but ``audit.seq`` and ``audit.record.id``, not set yet) when every value is
+        a plain string or integer (so that ``True == 1`` never finds another's)."""
+        resource = self._resource()
+        key = tuple(attributes.items()) if _PLAIN.issuperset(map(type, attributes.values())) else None
+        if key is not None:
+            known = self._heads.get(key)
+            if known is not None and known[0] is resource and known[1] is severity:
+                return known[2], known[3], key
+        body = schema.format_body(attributes)
+        head = None if self._chain is None else self._chain.head(
+            resource, schema.SCOPE_NAME, __version__, severity.value, severity_text, body, schema.EVENT_NAME, attributes)
+        if key is not None:
+            if len(self._heads) >= HEADS_KEPT:
+                self._heads.clear()
+            self._heads[key] = (resource, severity, body, head)
+        return body, head, key
+
+    def _link(self, fields: dict, body: str, span_context, head=None) -> None:
+        """``audit.chain.hash`` of the record (call holding the record lock, right after its ``audit.seq``);
+        ``head`` from :meth:`_head`, else hashed here."""
+        attributes = fields["attributes"]
+        if head is None:
+            head = self._chain.head(self._resource(), schema.SCOPE_NAME, __version__, fields["severity_number"].value,
+                                    fields["severity_text"], body, fields["event_name"], attributes)
+        attributes[schema.AUDIT_CHAIN_HASH] = self._chain.link(self._chain.digest(
+            head, fields["timestamp"], fields["observed_timestamp"], span_context.trace_id, span_context.span_id,
+            int(span_context.trace_flags), attributes[schema.AUDIT_SEQ], attributes[schema.AUDIT_RECORD_ID]))
+        self._since_checkpoint += 1
+
+    def _checkpoint(self, *, final: bool) -> None:
+        """A checkpoint record: the stream's length so far (its ``audit.seq``) and last hash, signed when a
+        signing key is configured; ``final``: the stream's closing record."""
+        chain = self._chain
+        record = {schema.AUDIT_CHAIN_ALGORITHM: chain.algorithm, schema.AUDIT_CHECKPOINT_FINAL: final}
+        if chain.key_id is not None:
+            record[schema.AUDIT_CHECKPOINT_KEY_ID] = chain.key_id
+        self._since_checkpoint = 0
+        self._checkpoint_ns = time.time_ns()
+        self._write_own(schema.CHECKPOINT_EVENT_NAME, record, self._checkpoint_ns, False, sign=True)
+
+    def close_trail(self) -> None:
+        """The stream's closing checkpoint (at exit, a worker's exit, ``uninstrument()``); nothing when this
+        process wrote no record, or nothing since it closed.  Never raises."""
+        try:
+            if self._chain is None or not self._started or (self._closed and self._since_checkpoint == 0):
+                return
+            self._closed = True
+            self._checkpoint(final=True)
+        except Exception as exc:
+            diagnostics.report_internal_error("closing the audit trail's chain", exc)
 
     # -- audit of auditing ---------------------------------------------------
     def lifecycle(self, event: str, attributes: dict | None = None, *, if_started: bool = False) -> None:
@@ -363,6 +452,13 @@ class AuditRecorder:
             except Exception as exc:
                 diagnostics.report_internal_error("recording that otel-audit started", exc)
             self._started = True
+            # the closing checkpoint before the shipper's last shipment (atexit runs the last registered
+            # first; multiprocessing's finalizers, which workers leaving through os._exit still run, the
+            # highest priority first: the shipper's is 0)
+            atexit.register(_close_trail_at_exit, weakref.ref(self))
+            mp_util = sys.modules.get("multiprocessing.util")
+            if mp_util is not None:
+                mp_util.Finalize(None, _close_trail_at_exit, (weakref.ref(self),), exitpriority=1)
 
     def _write_lifecycle(self, event: str, attributes: dict | None, when_ns: int, warn: bool) -> None:
         record = {schema.AUDIT_LIFECYCLE_EVENT: event, schema.AUDIT_VERSION: __version__, **(attributes or {})}
@@ -372,16 +468,34 @@ class AuditRecorder:
             if guard.policy is not None:
                 record[schema.AUDIT_POLICY_SHA256] = guard.policy.digest
                 record[schema.AUDIT_POLICY_MODE] = guard.mode
+        if event == schema.LIFECYCLE_STARTED and self._chain is not None:
+            record[schema.AUDIT_CHAIN_ALGORITHM] = self._chain.algorithm
+            if self._chain.key_id is not None:
+                record[schema.AUDIT_CHECKPOINT_KEY_ID] = self._chain.key_id
+        self._write_own(schema.LIFECYCLE_EVENT_NAME, record, when_ns, warn)
+
+    def _write_own(self, event_name: str, record: dict, when_ns: int, warn: bool, *, sign: bool = False) -> None:
+        """A record about auditing itself (lifecycle, checkpoint), in the same sequence and chain as the accesses."""
         record.update(self._identity)
-        seq = record[schema.AUDIT_SEQ] = next(self._seq)
-        record[schema.AUDIT_RECORD_ID] = f"{self._record_id_prefix}-{seq}"
-        fields = dict(timestamp=when_ns, observed_timestamp=time.time_ns(),
-                      severity_number=SeverityNumber.WARN if warn else SeverityNumber.INFO,
-                      severity_text="WARN" if warn else "INFO", attributes=record,
-                      event_name=schema.LIFECYCLE_EVENT_NAME,
+        fields = dict(timestamp=when_ns, severity_number=SeverityNumber.WARN if warn else SeverityNumber.INFO,
+                      severity_text="WARN" if warn else "INFO", attributes=record, event_name=event_name,
                       context=_OUTSIDE_ANY_TRACE)  # (not the trace of whichever access came first)
-        body = schema.lifecycle_body(record)
-        if not self._durable or not self._spool(fields, body):
+        span_context = trace.INVALID_SPAN_CONTEXT
+        with self._record_lock:
+            seq = record[schema.AUDIT_SEQ] = next(self._seq)
+            record[schema.AUDIT_RECORD_ID] = f"{self._record_id_prefix}-{seq}"
+            fields["observed_timestamp"] = time.time_ns()
+            body = (schema.checkpoint_body(record) if event_name == schema.CHECKPOINT_EVENT_NAME
+                    else schema.lifecycle_body(record))
+            if self._chain is not None:
+                self._link(fields, body, span_context)
+                if sign:
+                    self._since_checkpoint = 0  # (a checkpoint counts itself)
+                    signature = self._chain.sign(str(self._resource().attributes.get(SERVICE_INSTANCE_ID, "")), seq,
+                                                 record[schema.AUDIT_CHAIN_HASH])
+                    if signature is not None:
+                        record[schema.AUDIT_CHECKPOINT_SIGNATURE] = signature
+        if not self._durable or not self._spool(fields, body, span_context):
             self._logger.emit(body=body, **fields)
 
     def _start_span(self, attributes: dict, start_ns: int, outcome: str, error_type: str | None) -> trace.Span:
@@ -393,11 +507,11 @@ class AuditRecorder:
             span.set_status(trace.Status(trace.StatusCode.ERROR, schema.outcome_text(outcome, error_type)))
         return span
 
-    def _spool(self, fields: dict, body: str | None = None) -> bool:
-        """Durable delivery: the record on disk before the audited call returns.  False if it could not be."""
-        # What the SDK's LogRecord takes from the context (the span's, else the current one's) and its
-        # OTLP encoder writes, encoded directly (otel_audit.delivery.otlp)
-        span_context = trace.get_current_span(fields.get("context")).get_span_context()
+    def _spool(self, fields: dict, body: str, span_context, key: tuple | None = None) -> bool:
+        """Durable delivery: the record on disk before the audited call returns.  False if it could not be.
+        ``span_context``: what the SDK's LogRecord would take from the context (the span's, else the
+        current one's), encoded with the rest directly (otel_audit.delivery.otlp); ``key``: the record's
+        repeating attributes from :meth:`_head` (the encoder's block key, then)."""
         shipper = self._shipper or self.shipper()
         if shipper is None:
             return False
@@ -405,9 +519,9 @@ class AuditRecorder:
         payload = encoder.resource_logs(self._resource(), self._scope, encoder.log_record(
             timestamp=fields["timestamp"], observed_timestamp=fields["observed_timestamp"],
             severity_number=fields["severity_number"].value, severity_text=fields["severity_text"],
-            body=encoder.FORMATTED_BODY if body is None else body,
+            body=body,
             attributes=fields["attributes"], event_name=fields["event_name"], trace_id=span_context.trace_id,
-            span_id=span_context.span_id, trace_flags=int(span_context.trace_flags)))
+            span_id=span_context.span_id, trace_flags=int(span_context.trace_flags), block_key=key))
         try:
             shipper.append(payload)
             return True
@@ -450,6 +564,12 @@ class AccessDenied(PermissionError):
             f"otel-audit: the access policy {policy} denies {first.get(schema.AUDIT_ACTION)} of "
             f"{first.get(schema.AUDIT_RESOURCE_URI)} by {first.get(schema.AUDIT_API)} "
             f"(rule {first.get(schema.AUDIT_POLICY_RULE)})" + (f" and {len(denied) - 1} more" if len(denied) > 1 else ""))
+
+
+def _close_trail_at_exit(recorder: "weakref.ref[AuditRecorder]") -> None:
+    alive = recorder()
+    if alive is not None:
+        alive.close_trail()
 
 
 _default_recorder: AuditRecorder | None = None

@@ -14,6 +14,7 @@ Hooks never spell an attribute name themselves: they import the constants.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 SCHEMA_VERSION = "1"
@@ -166,10 +167,106 @@ LIFECYCLE_ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(AUDIT_POLICY_MODE, "string", False, "`enforce` or `dry-run`, of the policy in force"),
 )
 
+# -- a trail that proves it is whole: the chain and its checkpoints ---------------------------------
+# Every record of a stream (one process: its service.instance.id) carries audit.chain.hash, a hash over
+# its own content (its canonical form, below) and the previous record's audit.chain.hash (audit.seq
+# gives the order).  Checkpoint records (their own event name, in the same sequence) say how many
+# records the stream holds so far and, when a signing key is configured, sign that with Ed25519; the
+# last one of a process that ended is the stream's closing record.
+CHECKPOINT_EVENT_NAME = "audit.checkpoint"
+AUDIT_CHAIN_HASH = "audit.chain.hash"
+AUDIT_CHAIN_ALGORITHM = "audit.chain.algorithm"
+AUDIT_CHECKPOINT_FINAL = "audit.checkpoint.final"
+AUDIT_CHECKPOINT_SIGNATURE = "audit.checkpoint.signature"
+AUDIT_CHECKPOINT_KEY_ID = "audit.checkpoint.key_id"
+CHAIN_SHA256 = "sha256"
+CHAIN_HMAC_SHA256 = "hmac-sha256"
+CANONICAL_VERSION = "otel-audit/1"
+# what a record's canonical form leaves out: the chain's own proof of it
+CHAIN_EXCLUDED = frozenset({AUDIT_CHAIN_HASH, AUDIT_CHECKPOINT_SIGNATURE})
+
+CHAIN_ATTRIBUTES: tuple[Attribute, ...] = (
+    Attribute(AUDIT_CHAIN_HASH, "string", True, "on every record: hex SHA-256 (HMAC-SHA256 with "
+              "`OTEL_PYTHON_AUDIT_CHAIN_KEY_FILE`) of the previous record's `audit.chain.hash` and this record's "
+              "canonical form ([Proving the trail is whole](#proving-the-trail-is-whole))"),
+    Attribute(AUDIT_CHAIN_ALGORITHM, "string", True, "checkpoints: `sha256` or `hmac-sha256`"),
+    Attribute(AUDIT_CHECKPOINT_FINAL, "bool", True, "checkpoints: `true` on the stream's closing record (the "
+              "process stopped auditing: at exit or `uninstrument()`); its `audit.seq` is the stream's length"),
+    Attribute(AUDIT_CHECKPOINT_SIGNATURE, "string", False, "checkpoints, with `OTEL_PYTHON_AUDIT_SIGNING_KEY_FILE`: "
+              "hex Ed25519 signature of the stream, `audit.seq` and `audit.chain.hash`"),
+    Attribute(AUDIT_CHECKPOINT_KEY_ID, "string", False, "checkpoints, when signed: the first 16 hex digits of the "
+              "SHA-256 of the raw public key"),
+)
+
+
+def canonical_value(value):
+    """A value as the canonical form writes it: ``["s", text]``, ``["i", n]``, ``["b", flag]``, ``["d", x]``,
+    ``["y", base64]``, ``["a", [...]]``, ``["m", [[key, value], ...]]`` sorted, or ``None`` (no value)."""
+    if isinstance(value, str):
+        return ["s", value]
+    if isinstance(value, bool):
+        return ["b", value]
+    if isinstance(value, int):
+        return ["i", value]
+    if isinstance(value, float):
+        return ["d", value]
+    if isinstance(value, (bytes, bytearray)):
+        import base64
+
+        return ["y", base64.b64encode(bytes(value)).decode("ascii")]
+    if isinstance(value, Mapping):
+        return ["m", canonical_items(value)]
+    if isinstance(value, (list, tuple)):
+        return ["a", [canonical_value(v) for v in value]]
+    return None
+
+
+def canonical_items(attributes: Mapping) -> list:
+    """Attributes as ``[[key, canonical value], ...]`` in key order, the chain's own left out."""
+    return sorted(([str(key), canonical_value(value)] for key, value in attributes.items()
+                   if key not in CHAIN_EXCLUDED), key=_json_text)
+
+
+def _json_text(value) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# per record, in the canonical form's tail (the rest, its head, repeats from record to record)
+CANONICAL_TAIL_ATTRIBUTES = (AUDIT_SEQ, AUDIT_RECORD_ID)
+
+
+def canonical_record(*, resource: Mapping, scope_name: str, scope_version: str, time_unix_nano: int,
+                     observed_time_unix_nano: int, severity_number: int, severity_text: str, body,
+                     event_name: str, trace_id: str, span_id: str, flags: int, attributes: Mapping) -> bytes:
+    """The bytes a record's chain hash covers: what the record says, however it was serialized.
+
+    The same from the record as the program made it and from the record read back from OTLP protobuf or
+    OTLP/JSON, re-encoded by a collector or not (attribute order, spacing, integers as strings, absent
+    fields and their defaults are all alike).  UTF-8 (``ensure_ascii`` off, no spaces) of the JSON array::
+
+        [CANONICAL_VERSION, resource attributes, scope name, scope version, severity number, severity text,
+         body, event name, attributes, time, observed time, trace id, span id, flags, audit.seq, audit.record.id]
+
+    Attributes are ``[key, [type, value]]`` (:func:`canonical_value`) sorted by their JSON text, without the
+    chain's own (``audit.chain.hash``, the checkpoint signature) and without ``audit.seq`` and
+    ``audit.record.id``, which come last as values (``null`` when absent); trace and span id are lower-case
+    hex, empty when none.  What changes from one record to the next is at the end, so the record path
+    hashes what repeats once (``otel_audit.chain``).
+    """
+    head = [CANONICAL_VERSION, canonical_items(resource), scope_name or "", scope_version or "", int(severity_number or 0),
+            severity_text or "", canonical_value(body), event_name or "",
+            canonical_items({k: v for k, v in attributes.items() if k not in CANONICAL_TAIL_ATTRIBUTES})]
+    tail = [int(time_unix_nano or 0), int(observed_time_unix_nano or 0), trace_id or "", span_id or "", int(flags or 0),
+            canonical_value(attributes.get(AUDIT_SEQ)), canonical_value(attributes.get(AUDIT_RECORD_ID))]
+    return _json_text(head + tail).encode("utf-8")
+
+
 REQUIRED_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES if a.always)
 # every name otel-audit emits, on accesses and lifecycle records (user.*, process.pid, audit.seq and
 # audit.record.id are on both)
-ALL_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES + LIFECYCLE_ATTRIBUTES)
+ALL_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES + LIFECYCLE_ATTRIBUTES + CHAIN_ATTRIBUTES)
 
 
 def escape_unprintable(text: str) -> str:
@@ -209,6 +306,13 @@ def lifecycle_body(attributes: dict) -> str:
     if AUDIT_LIFECYCLE_DETAIL in attributes:
         parts.append(str(attributes[AUDIT_LIFECYCLE_DETAIL]))
     return escape_unprintable(": ".join(parts[:2]) + "".join(f"; {p}" for p in parts[2:]))
+
+
+def checkpoint_body(attributes: dict) -> str:
+    """A checkpoint's one-line body: ``otel-audit checkpoint: 1000 records, sha256 3f2a...`` (``closing`` for the last)."""
+    kind = "closing checkpoint" if attributes.get(AUDIT_CHECKPOINT_FINAL) else "checkpoint"
+    return (f"otel-audit {kind}: {attributes.get(AUDIT_SEQ)} records, {attributes.get(AUDIT_CHAIN_ALGORITHM)}"
+            + (", signed" if attributes.get(AUDIT_CHECKPOINT_KEY_ID) else ""))
 
 
 def outcome_text(outcome: str, error_type: str | None) -> str:

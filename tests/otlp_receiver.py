@@ -107,11 +107,13 @@ def _json_any_value(value: dict):
 
 
 LIFECYCLE_EVENT_NAME = "audit.lifecycle"  # otel-audit's own records (started, hook_failed...): see test_lifecycle.py
+CHECKPOINT_EVENT_NAME = "audit.checkpoint"  # and the chain's checkpoints: see test_verify.py
+OWN_EVENT_NAMES = (LIFECYCLE_EVENT_NAME, CHECKPOINT_EVENT_NAME)
 
 
 def records_from_jsonl(path, *, lifecycle: bool = False) -> list[dict]:
     """Flattened records from an OTLP/JSON lines file (the ``audit_file`` sink, the collector's file exporter):
-    every log record but otel-audit's lifecycle records, unless ``lifecycle``."""
+    every log record but otel-audit's own (lifecycle records and checkpoints), unless ``lifecycle``."""
     records = []
     with open(path, encoding="utf-8") as stream:
         for line in stream:
@@ -140,7 +142,7 @@ def records_from_jsonl(path, *, lifecycle: bool = False) -> list[dict]:
                             "trace_id": log.get("traceId", "").lower(),
                             "span_id": log.get("spanId", "").lower(),
                         })
-    return records if lifecycle else [r for r in records if r["event_name"] != LIFECYCLE_EVENT_NAME]
+    return records if lifecycle else [r for r in records if r["event_name"] not in OWN_EVENT_NAMES]
 
 
 class _Collected:
@@ -160,10 +162,10 @@ class _Collected:
         self._append(self.requests, request)
 
     def records(self, *, lifecycle: bool = False) -> list[dict]:
-        """The records received: every log record but otel-audit's lifecycle records, unless ``lifecycle``."""
+        """The records received: every log record but otel-audit's own (lifecycle, checkpoints), unless ``lifecycle``."""
         with self._lock:
             records = flatten(list(self.requests))
-        return records if lifecycle else [r for r in records if r["event_name"] != LIFECYCLE_EVENT_NAME]
+        return records if lifecycle else [r for r in records if r["event_name"] not in OWN_EVENT_NAMES]
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[dict]:
         """Records once at least ``count`` arrived (or the timeout passed)."""

@@ -38,14 +38,14 @@ def test_bench_access_quick_runs_and_counts_records():
     spans = re.search(r"^\s+spans\s+exported .*; spans at the receiver: \[([\d, ]+)\]$", output, re.MULTILINE)
     assert spans and [int(x) for x in spans.group(1).split(",")] == [n], output
     assert re.search(r"non-excluded sanity access recorded: \[1(, 1)*\]", output), output
-    assert "stock records carry the same 16 attributes" in output, output
+    assert "stock records carry the same 17 attributes" in output, output
     for case in ("durable", "durable_http", "durable_file"):
         durable = re.search(rf"^\s+{case}\s+exported .*; distinct audit\.record\.id: \[([\d, ]+)\]; not spooled: "
                             r"\[([\d, ]+)\]$", output, re.MULTILINE)
         assert durable, output
         assert [int(x) for x in durable.group(1).split(",")] == [expected[case]], output
         assert all(int(x) == 0 for x in durable.group(2).split(",")), output
-        assert f"{case} records carry the same 16 attributes (keys and value kinds) as in-memory ones" in output, output
+        assert f"{case} records carry the same 17 attributes (keys and value kinds) as in-memory ones" in output, output
 
     main_table = output.split("whole-process CPU per access", 1)[1].split("\n\n", 1)[0]
     for case in ("bare", "audited", "spans", "durable", "durable_http", "durable_file", "excluded", "stock", "logging"):

@@ -378,6 +378,8 @@ def test_show_malformed_lines_are_named_and_never_hide_valid_ones(tmp_path):
     assert [(r[1], r[4], r[7]) for r in parse_table(shown.stdout)] == [
         ("svc", "success", "s3://b/good1"), ("?", "?", "s3://b/incomplete"), ("svc", "success", "s3://b/good2")]
     assert shown.stderr.splitlines() == [
+        # (these hand-made lines carry no chain: said first, as for any trail that cannot be checked)
+        "otel-audit: stream (no service.instance.id): 3 records with no audit.chain.hash: the trail cannot be checked",
         f"otel-audit: {missing}: cannot read: No such file or directory",
         f"otel-audit: {trail}:1: not JSON (Expecting property name enclosed in double quotes at character 2)",
         f"otel-audit: {trail}:3: resourceLogs is a number, not a list",
@@ -395,7 +397,9 @@ def test_show_reads_stdin(trail):
     assert [r[4] for r in parse_table(shown.stdout)] == ["failure: FileNotFoundError"]
     broken = cli("show", "-", cwd=trail.parent, stdin="garbage\n")
     assert broken.returncode == 1
-    assert broken.stderr.splitlines()[0].startswith("otel-audit: <stdin>:1: not JSON (")
+    assert broken.stderr.splitlines()[0] == ("otel-audit: the trail's chain is not checked when it is read from "
+                                             "standard input (otel-audit verify FILE...)")
+    assert broken.stderr.splitlines()[1].startswith("otel-audit: <stdin>:1: not JSON (")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -522,6 +526,7 @@ def test_follow_prints_appended_records_across_partial_lines_truncation_and_rota
         code, stderr = follower.stop(signal.SIGTERM)
     assert code == 0, stderr
     assert stderr.splitlines() == [
+        "otel-audit: stream (no service.instance.id): 1 records with no audit.chain.hash: the trail cannot be checked",
         f"otel-audit: {trail}: truncated; reading it again from its start",
         f"otel-audit: {trail}: replaced (rotated); reading it again from its start",
     ]
@@ -664,7 +669,7 @@ def test_report_keeps_valid_records_and_fails_on_malformed_input(tmp_path):
     assert document["summary"]["records"] == 1
     assert document["input_errors"] == [{"file": str(trail), "line": 1, "message":
                                          "not JSON (Expecting value at character 1)"}]
-    assert result.stderr.splitlines()[0] == f"otel-audit: {trail}:1: not JSON (Expecting value at character 1)"
+    assert result.stderr.splitlines()[1] == f"otel-audit: {trail}:1: not JSON (Expecting value at character 1)"
     unwritable = cli("report", str(trail), "--output", str(tmp_path / "no" / "dir" / "r.txt"), cwd=tmp_path)
     assert unwritable.returncode == 1
     assert f"otel-audit: cannot write {tmp_path / 'no' / 'dir' / 'r.txt'}: No such file or directory" in unwritable.stderr

@@ -26,13 +26,18 @@ def _identities(records) -> list[tuple[str, int]]:
 
 
 def _assert_each_once_at_least(records, expected_count: int) -> set:
-    ids = set(_identities(records))
+    """``expected_count`` distinct accesses, and no gap in any process's sequence: nothing lost.  ``records``
+    are the accesses (their sequence then starts at 2, after "started"), or every record (from 1)."""
+    ids = {(r["resource"]["service.instance.id"], r["attributes"][schema.AUDIT_SEQ]) for r in records
+           if r["event_name"] == schema.EVENT_NAME}
     assert len(ids) == expected_count, f"{len(ids)} distinct records of {expected_count}"
+    everything = any(r["event_name"] != schema.EVENT_NAME for r in records)
     by_instance: dict[str, list[int]] = {}
-    for instance, seq in ids:
+    for instance, seq in {(r["resource"]["service.instance.id"], r["attributes"][schema.AUDIT_SEQ]) for r in records}:
         by_instance.setdefault(instance, []).append(seq)
-    for seqs in by_instance.values():  # no gap in any process's sequence: nothing lost (1 is its "started")
-        assert sorted(seqs) == list(range(2, len(seqs) + 2))
+    for seqs in by_instance.values():
+        first = 1 if everything else 2
+        assert sorted(seqs) == list(range(first, len(seqs) + first))
     return ids
 
 
@@ -84,7 +89,7 @@ def test_collector_down_then_flush_delivers_everything(tmp_path, protocol):
     try:
         flushed = flush_spool(env, spool)
         assert flushed.returncode == 0, flushed.stdout + flushed.stderr
-        assert "51 records delivered" in flushed.stdout  # the accesses and the process's lifecycle record "started"
+        assert "52 records delivered" in flushed.stdout  # the accesses, "started" and the closing checkpoint
         _assert_each_once_at_least(receiver.records(), 50)
         assert not list(spool.rglob("*.seg")) and not list(spool.rglob("*.ack"))
         again = flush_spool(env, spool)
@@ -108,7 +113,7 @@ def test_flush_fails_with_a_count_while_the_collector_is_down(tmp_path):
     _, spool, env, _ = _run_while_collector_down(tmp_path)
     flushed = flush_spool(env, spool)
     assert flushed.returncode == 1
-    assert "51 records NOT delivered" in flushed.stderr  # the accesses and the process's lifecycle record "started"
+    assert "52 records NOT delivered" in flushed.stderr  # the accesses, "started" and the closing checkpoint
     assert len(list(spool.rglob("*.seg"))) == 1
 
 
@@ -116,7 +121,7 @@ def test_flush_without_an_exporter_counts_every_record_left(tmp_path):
     _, spool, env, _ = _run_while_collector_down(tmp_path)
     flushed = flush_spool({**env, "OTEL_LOGS_EXPORTER": "none"}, spool)
     assert flushed.returncode == 1
-    assert "51 records NOT delivered" in flushed.stderr  # the accesses and the process's lifecycle record "started"
+    assert "52 records NOT delivered" in flushed.stderr  # the accesses, "started" and the closing checkpoint
     assert len(list(spool.rglob("*.seg"))) == 1
 
 
@@ -238,10 +243,10 @@ def test_many_threads_slow_receiver_every_record_arrives_memory_bounded(tmp_path
         receiver.clear()
         big = run_instrumented(_script(tmp_path, job), "8", "10000", cwd=tmp_path, env=env, timeout=900)
         assert big.returncode == 0, big.stderr
-        records = receiver.records()
+        records = receiver.records(lifecycle=True)  # (checkpoints every 1000 records take their places in the sequence)
         if len(set(_identities(records))) < 80_001:  # exit timeout passed first: the rest is spooled
             assert flush_spool(env, spool).returncode == 0
-            records = receiver.records()
+            records = receiver.records(lifecycle=True)
         _assert_each_once_at_least(records, 80_001)
         growth_kib = int(big.stdout.split()[-1]) - int(small.stdout.split()[-1])
         # 80,000 records of ~1 KiB were written; none may be held in memory for long
@@ -259,14 +264,14 @@ def test_truncated_segment_intact_records_delivered_damage_reported(tmp_path, gr
     env = otlp_env(grpc_receiver, "grpc", OTEL_PYTHON_AUDIT_SPOOL_DIR=str(spool))
     flushed = flush_spool(env, spool, "--redirect")  # owed to the collector that was down; this one is elsewhere
     assert flushed.returncode == 0, flushed.stderr
-    assert "50 records delivered" in flushed.stdout  # 49 accesses and "started"
+    assert "51 records delivered" in flushed.stdout  # the 50 accesses and "started"
     damage = [line for line in flushed.stderr.splitlines() if "spool damage" in line]
     assert len(damage) == 1 and f"of {segment}" in damage[0]
     damaged_bytes = int(damage[0].split("skipped: ")[1].split()[0])
     offset = int(damage[0].split("at offset ")[1].split()[0])
     assert offset + damaged_bytes == size - 100
     seqs = sorted(r["attributes"][schema.AUDIT_SEQ] for r in grpc_receiver.records())
-    assert seqs == list(range(2, 51))  # (1: "started"; the last access was in the damaged bytes)
+    assert seqs == list(range(2, 52))  # (1: "started"; the closing checkpoint was in the damaged bytes)
 
 
 def _unwritable(tmp_path: Path) -> Path:
@@ -391,6 +396,18 @@ def test_record_encoder_writes_what_the_sdk_encoder_writes_byte_for_byte():
                     event_name="audit.access", trace_id=trace_id, span_id=span_id, trace_flags=flags), resource, scope)
                 for _ in range(2):  # the second time from the caches
                     assert encoder.encode(record) == encode_record(record), (value, trace_id)
+                    if all(type(v) in (str, int) for v in attributes.values()):  # the recorder's own block key:
+                        last = {**{k: v for k, v in attributes.items() if k != "audit.seq"}, "audit.seq": i}
+                        ordered = ReadableLogRecord(LogRecord(  # (the per-record attributes last, as it makes them)
+                            timestamp=10 + i, observed_timestamp=20 + i, severity_number=SeverityNumber.WARN,
+                            severity_text="WARN", body=record.log_record.body, attributes=last,
+                            event_name="audit.access", trace_id=trace_id, span_id=span_id, trace_flags=flags),
+                            resource, scope)
+                        assert encoder.resource_logs(resource, scope, encoder.log_record(
+                            timestamp=10 + i, observed_timestamp=20 + i, severity_number=13, severity_text="WARN",
+                            body=record.log_record.body, attributes=last, event_name="audit.access", trace_id=trace_id,
+                            span_id=span_id, trace_flags=flags, block_key=tuple(last.items())[:-1],
+                        )) == encode_record(ordered), (value, trace_id)
                 parsed = logs_pb2.ResourceLogs.FromString(encoder.encode(record))
                 assert parsed == logs_pb2.ResourceLogs.FromString(encode_record(record))
                 (back,) = decode_record(encoder.encode(record))
@@ -708,7 +725,7 @@ def test_flush_delivers_records_only_where_their_process_meant_them_to_go(tmp_pa
     wrong = flush_spool({**env, "OTEL_LOGS_EXPORTER": "audit_file", "OTEL_PYTHON_AUDIT_FILE": str(trail)}, spool)
     assert wrong.returncode == 1
     assert "otel-audit flush: 0 records delivered" in wrong.stdout
-    assert "51 records NOT delivered" in wrong.stderr  # the accesses and the process's lifecycle record "started"
+    assert "52 records NOT delivered" in wrong.stderr  # the accesses, "started" and the closing checkpoint
     assert (f"otel-audit: records owed to 'otlp_proto_grpc 127.0.0.1:{port}' are not delivered from here, which is "
             f"configured for audit_file {trail}: they stay in the spool") in wrong.stderr
     assert not trail.exists() and len(list(spool.rglob("*.seg"))) == 1
@@ -717,7 +734,7 @@ def test_flush_delivers_records_only_where_their_process_meant_them_to_go(tmp_pa
     try:
         right = flush_spool(env, spool)
         assert right.returncode == 0, right.stderr
-        assert "51 records delivered" in right.stdout  # the accesses and the process's lifecycle record "started"
+        assert "52 records delivered" in right.stdout  # the accesses, "started" and the closing checkpoint
         _assert_each_once_at_least(receiver.records(), 50)
         assert not list(spool.rglob("*.seg")) and not list(spool.rglob("*.dest"))
     finally:
@@ -730,7 +747,7 @@ def test_flush_redirect_delivers_elsewhere_on_purpose(tmp_path):
     redirected = flush_spool({**env, "OTEL_LOGS_EXPORTER": "audit_file", "OTEL_PYTHON_AUDIT_FILE": str(trail)}, spool,
                         "--redirect")
     assert redirected.returncode == 0, redirected.stderr
-    assert "51 records delivered" in redirected.stdout  # the accesses and the process's lifecycle record "started"
+    assert "52 records delivered" in redirected.stdout  # the accesses, "started" and the closing checkpoint
     assert len(records_from_jsonl(trail)) == 50 and not list(spool.rglob("*.seg"))
 
 
@@ -739,3 +756,34 @@ def test_each_segment_names_the_destinations_its_records_are_owed(tmp_path):
     (segment,) = spool.rglob("*.seg")
     port = env["OTEL_EXPORTER_OTLP_ENDPOINT"].rsplit(":", 1)[1]
     assert json.loads(Path(f"{segment}.dest").read_text()) == [f"otlp_proto_grpc 127.0.0.1:{port}"]
+
+
+def test_a_segment_closed_at_its_size_is_delivered_before_the_shipper_says_nothing_is_pending(tmp_path, monkeypatch):
+    """A long-running process fills segments: each full one is closed (and becomes an orphan, delivered and
+    deleted). Until it is delivered the shipper counts it as pending, so a process waiting for its records
+    (the exit, a benchmark) does not stop short."""
+    import time as clock
+
+    from otel_audit import AuditInstrumentor
+    from otel_audit.config import AuditConfig
+    from otel_audit.recorder import default_recorder
+
+    trail = tmp_path / "trail.jsonl"
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "audit_file")
+    monkeypatch.setenv("OTEL_PYTHON_AUDIT_FILE", str(trail))
+    AuditInstrumentor().instrument(config=AuditConfig(delivery="durable", spool_dir=str(tmp_path / "spool")))
+    try:
+        shipper = default_recorder().shipper()
+        shipper.writer.max_segment_bytes = 64 * 1024  # a segment every ~80 records
+        for i in range(400):
+            open(tmp_path / f"f{i % 7}.txt", "w").close()
+        deadline = clock.monotonic() + 60
+        while shipper.pending() and clock.monotonic() < deadline:
+            clock.sleep(0.01)
+        assert not shipper.pending()
+        paths = [r["attributes"][schema.FILE_PATH] for r in records_from_jsonl(trail)
+                 if r["attributes"].get(schema.FILE_PATH, "").startswith(str(tmp_path))]
+        assert len(paths) == 400  # every record in the file once nothing is pending
+        assert len(list((tmp_path / "spool").rglob("*.seg"))) == 1  # the full segments were deleted
+    finally:
+        AuditInstrumentor().uninstrument()

@@ -9,13 +9,14 @@ import json
 import os
 import re
 import stat
+import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
 import otel_audit
-from conftest import instrumented_env, otel_audit_lines, otlp_env, records_from_jsonl, run_instrumented
+from conftest import BIN, instrumented_env, otel_audit_lines, otlp_env, records_from_jsonl, run_instrumented
 from otel_audit import schema
 
 SCRIPT = Path(__file__).parent / "scripts" / "access_all.py"
@@ -126,10 +127,13 @@ def test_embedded_sink_without_collector(tmp_path, s3_endpoint):
         assert set(document) == {"resourceLogs"}
         for scope_logs in document["resourceLogs"][0]["scopeLogs"]:
             for log in scope_logs["logRecords"]:
-                assert isinstance(log["timeUnixNano"], str) and log["eventName"] in ("audit.access", "audit.lifecycle")
+                assert isinstance(log["timeUnixNano"], str) and log["eventName"] in ("audit.access", "audit.lifecycle", "audit.checkpoint")
     events = [log["eventName"] for line in trail.read_text().splitlines()
               for scope_logs in json.loads(line)["resourceLogs"][0]["scopeLogs"] for log in scope_logs["logRecords"]]
-    assert events == ["audit.lifecycle"] + ["audit.access"] * len(expected)  # "started", then the accesses
+    # "started", the accesses, the chain's closing checkpoint; and the trail proves itself whole
+    assert events == ["audit.lifecycle"] + ["audit.access"] * len(expected) + ["audit.checkpoint"]
+    verified = subprocess.run([str(BIN / "otel-audit"), "verify", str(trail)], capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0 and "intact, closed" in verified.stdout, verified.stdout + verified.stderr
 
 
 def test_default_sink_path_is_cwd(tmp_path):

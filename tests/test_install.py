@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 from conftest import REPO, instrumented_env, otel_audit_lines, records_from_jsonl
 
@@ -66,5 +65,5 @@ def test_the_quickstart_runs_from_a_wheel_in_a_fresh_virtualenv(tmp_path):
                 env={**env, "OTEL_LOGS_EXPORTER": "otpl", "OTEL_PYTHON_AUDIT_SPOOL_DIR": str(spool)})
     assert "otel-audit: OTEL_LOGS_EXPORTER='otpl': 'otpl' is not an installed logs exporter" in typo.stderr
     flushed = _run(venv / "bin" / "otel-audit", "flush", "--spool-dir", spool, cwd=work, env=env)
-    assert "6 records delivered" in flushed.stderr + flushed.stdout, flushed.stderr  # 5 accesses and "started"
+    assert "7 records delivered" in flushed.stderr + flushed.stdout, flushed.stderr  # 5 accesses, "started", the closing checkpoint
     assert len(records_from_jsonl(work / "otel-audit.jsonl")) == 10

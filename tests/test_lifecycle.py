@@ -37,8 +37,11 @@ def test_a_run_starts_with_a_started_record_and_shares_one_sequence_with_its_acc
                            OTEL_PYTHON_AUDIT_POLICY=str(tmp_path / "policy.yaml"))
     result = run_instrumented(tmp_path / "job.py", str(tmp_path / "data.csv"), cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    started, access = _trail(tmp_path / "trail.jsonl")
+    started, access, closing = _trail(tmp_path / "trail.jsonl")
     assert (started["event_name"], access["event_name"]) == ("audit.lifecycle", "audit.access")
+    assert closing["event_name"] == "audit.checkpoint" and closing["attributes"][schema.AUDIT_CHECKPOINT_FINAL] is True
+    assert closing["attributes"][schema.AUDIT_SEQ] == 3 and closing["resource"] == access["resource"]
+    assert started["attributes"][schema.AUDIT_CHAIN_ALGORITHM] == "sha256"  # (no key configured)
     a = started["attributes"]
     assert a[schema.AUDIT_LIFECYCLE_EVENT] == "started" and a[schema.AUDIT_VERSION] == __version__
     assert a[schema.AUDIT_DELIVERY] == "durable"
@@ -86,7 +89,9 @@ def test_each_forked_worker_starts_its_own_sequence_with_started(tmp_path):
         a = record["attributes"]
         by_pid.setdefault(a[schema.PROCESS_PID], []).append(
             (a[schema.AUDIT_SEQ], a.get(schema.AUDIT_LIFECYCLE_EVENT, a.get(schema.AUDIT_API))))
-    assert sorted(sorted(v) for v in by_pid.values()) == [[(1, "started"), (2, "builtins.open")]] * 2
+    # the child leaves through os._exit, as a killed process would: its stream has no closing checkpoint
+    assert sorted(sorted(v, key=str) for v in by_pid.values()) == [
+        [(1, "started"), (2, "builtins.open")], [(1, "started"), (2, "builtins.open"), (3, None)]]
 
 
 def test_a_hook_that_cannot_patch_its_library_is_a_warning_record(tmp_path, monkeypatch):
@@ -153,13 +158,14 @@ def test_a_policy_that_cannot_load_at_start_is_recorded_before_the_first_access(
     everything = pipeline.everything()
     assert [(r["event_name"], r["attributes"].get(schema.AUDIT_LIFECYCLE_EVENT), r["severity_text"])
             for r in everything] == [("audit.lifecycle", "started", "INFO"), ("audit.lifecycle", "policy_failed", "WARN"),
-                                     ("audit.access", None, "INFO"), ("audit.lifecycle", "stopped", "INFO")]
-    started, failed, access, _ = (r["attributes"] for r in everything)
+                                     ("audit.access", None, "INFO"), ("audit.lifecycle", "stopped", "INFO"),
+                                     ("audit.checkpoint", None, "INFO")]  # (the chain's closing checkpoint)
+    started, failed, access, _, _ = (r["attributes"] for r in everything)
     assert started[schema.AUDIT_POLICY_PATH] == failed[schema.AUDIT_POLICY_PATH] == str(policy)
     assert schema.AUDIT_POLICY_SHA256 not in started and schema.AUDIT_POLICY_SHA256 not in failed
     assert failed[schema.AUDIT_LIFECYCLE_DETAIL] == (f"policy '{policy}': rule 0 (id 'x'): effect 'maybe' is not "
                                                     "accepted; accepted: allow, deny")
     assert access[schema.AUDIT_POLICY_DECISION] == schema.DECISION_NOT_ENFORCED
-    assert [r["attributes"][schema.AUDIT_SEQ] for r in everything] == [1, 2, 3, 4]
+    assert [r["attributes"][schema.AUDIT_SEQ] for r in everything] == [1, 2, 3, 4, 5]
     assert everything[0]["body"] == f"otel-audit started ({__version__}): {len(AuditConfig().hooks)} hooks, memory " \
                                     f"delivery; policy {policy} NOT in force"

@@ -41,6 +41,7 @@ def test_read_record_every_field(audited, tmp_path):
     assert a[schema.FILE_PATH] == str(data)
     assert a[schema.FILE_SIZE] == 8
     assert a[schema.PROCESS_PID] == os.getpid()
+    assert len(a[schema.AUDIT_CHAIN_HASH]) == 64 and int(a[schema.AUDIT_CHAIN_HASH], 16) >= 0  # hex SHA-256
     assert a[schema.USER_ID] == str(os.getuid())
     assert a[schema.USER_NAME] and isinstance(a[schema.USER_NAME], str)
     assert a[schema.CODE_FILE_PATH] == __file__
@@ -48,7 +49,7 @@ def test_read_record_every_field(audited, tmp_path):
     assert a[schema.CODE_FUNCTION_NAME] == "test_read_record_every_field"
     assert isinstance(a[schema.AUDIT_SEQ], int) and a[schema.AUDIT_SEQ] >= 1
     assert schema.ERROR_TYPE not in a and schema.ENDUSER_ID not in a
-    assert set(a) == schema.REQUIRED_ATTRIBUTES | {schema.AUDIT_MODE, schema.FILE_PATH, schema.FILE_SIZE}
+    assert set(a) == schema.REQUIRED_ATTRIBUTES | {schema.AUDIT_CHAIN_HASH} | {schema.AUDIT_MODE, schema.FILE_PATH, schema.FILE_SIZE}
     assert record["event_name"] == "audit.access"
     assert record["severity_text"] == "INFO" and record["severity_number"] == 9
     assert record["body"] == f"{a[schema.USER_NAME]} read data file://{data} via builtins.open (success)"

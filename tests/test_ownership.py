@@ -189,7 +189,7 @@ def test_a_segment_of_another_user_in_our_directory_is_never_delivered(tmp_path)
     os.chown(segment, 0, 0)  # the same segment, ours: delivered
     delivered = flush_spool(env, spool)
     assert delivered.returncode == 0, delivered.stdout + delivered.stderr
-    assert "2 records delivered" in delivered.stdout  # the access and its process's "started"
+    assert "3 records delivered" in delivered.stdout  # the access, its process's "started" and closing checkpoint
     assert [r["resource"]["service.name"] for r in records_from_jsonl(tmp_path / "out.jsonl")] == ["svc"]
 
 
@@ -244,10 +244,10 @@ def _refused_trail_keeps_records_spooled(tmp_path: Path, trail: Path, reason: st
     good = tmp_path / "good.jsonl"
     spool = Path(env["OTEL_PYTHON_AUDIT_SPOOL_DIR"])
     elsewhere = flush_spool({**env, "OTEL_PYTHON_AUDIT_FILE": str(good)}, spool)
-    assert elsewhere.returncode == 1 and "2 records NOT delivered" in elsewhere.stderr  # owed to the refused trail (and "started")
+    assert elsewhere.returncode == 1 and "3 records NOT delivered" in elsewhere.stderr  # owed to the refused trail (and "started", the checkpoint)
     assert f"records owed to 'audit_file {trail}' are not delivered from here" in elsewhere.stderr
     flushed = flush_spool({**env, "OTEL_PYTHON_AUDIT_FILE": str(good)}, spool, "--redirect")
-    assert flushed.returncode == 0 and "2 records delivered" in flushed.stdout, flushed.stderr  # nothing lost
+    assert flushed.returncode == 0 and "3 records delivered" in flushed.stdout, flushed.stderr  # nothing lost
     assert [r["attributes"][schema.FILE_PATH] for r in records_from_jsonl(good)] == [str(tmp_path / "data.txt")]
 
 

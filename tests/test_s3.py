@@ -170,7 +170,7 @@ def test_get_object_via_client_every_field(audited, s3):
     assert a[schema.AUDIT_OUTCOME] == "success"
     assert a[schema.AWS_REQUEST_ID] == response["ResponseMetadata"]["RequestId"] != ""
     assert a[schema.PROCESS_PID] == os.getpid()
-    assert set(a) == schema.REQUIRED_ATTRIBUTES | S3_ATTRIBUTES | {schema.AWS_REQUEST_ID}
+    assert set(a) == schema.REQUIRED_ATTRIBUTES | {schema.AUDIT_CHAIN_HASH} | S3_ATTRIBUTES | {schema.AWS_REQUEST_ID}
     record = records[0]
     assert record["event_name"] == "audit.access"
     assert record["severity_text"] == "INFO" and record["severity_number"] == 9
@@ -385,7 +385,7 @@ def test_multipart_download_file_is_one_record(audited, s3, tmp_path):
     _check_s3(a, s3, "big/weights.bin", api="s3.download_file", action="read", line=line,
               function="test_multipart_download_file_is_one_record")
     assert a[schema.AUDIT_OUTCOME] == "success"
-    assert set(a) == schema.REQUIRED_ATTRIBUTES | S3_ATTRIBUTES
+    assert set(a) == schema.REQUIRED_ATTRIBUTES | {schema.AUDIT_CHAIN_HASH} | S3_ATTRIBUTES
     assert records[0]["body"] == (
         f"{a[schema.USER_NAME]} read data s3://{s3.bucket}/big/weights.bin via s3.download_file (success)"
     )
@@ -500,7 +500,7 @@ def test_transfer_forms_are_one_record_each(audited, s3, tmp_path):
         a = record["attributes"]
         _check_s3(a, s3, key, api=api, action=action, line=line, function="test_transfer_forms_are_one_record_each")
         assert a[schema.AUDIT_OUTCOME] == "success"
-        assert set(a) == schema.REQUIRED_ATTRIBUTES | S3_ATTRIBUTES
+        assert set(a) == schema.REQUIRED_ATTRIBUTES | {schema.AUDIT_CHAIN_HASH} | S3_ATTRIBUTES
     assert s3.operations() == ["HeadObject", "GetObject"] * 6 + ["PutObject"] * 4
     audited.clear()
 
@@ -551,7 +551,7 @@ def test_no_such_key_is_a_failure_and_the_same_error_propagates(audited, s3):
     assert a[schema.AUDIT_OUTCOME] == "failure"
     assert a[schema.ERROR_TYPE] == "NoSuchKey"
     assert a[schema.AWS_REQUEST_ID] == raised.value.response["ResponseMetadata"]["RequestId"] != ""
-    assert set(a) == schema.REQUIRED_ATTRIBUTES | S3_ATTRIBUTES | {schema.AWS_REQUEST_ID, schema.ERROR_TYPE}
+    assert set(a) == schema.REQUIRED_ATTRIBUTES | {schema.AUDIT_CHAIN_HASH} | S3_ATTRIBUTES | {schema.AWS_REQUEST_ID, schema.ERROR_TYPE}
     assert records[0]["severity_text"] == "WARN" and records[0]["severity_number"] == 13
     assert records[0]["body"].endswith(f"s3://{s3.bucket}/missing.csv via s3.GetObject (failure: NoSuchKey)")
 
@@ -716,10 +716,10 @@ def test_uninstrument_restores_exact_objects(aws_session, moto_server):
     buffer = io.BytesIO()
     client.download_fileobj(bucket, "k", buffer)
     assert buffer.getvalue() == b"v"
-    # nothing recorded after uninstrument: "started", the put_object, and "stopped"
+    # nothing recorded after uninstrument: "started", the put_object, "stopped" and the chain's closing checkpoint
     assert [(log.log_record.event_name, log.log_record.attributes.get("audit.lifecycle.event"))
             for log in exporter.get_finished_logs()] == [
-        ("audit.lifecycle", "started"), ("audit.access", None), ("audit.lifecycle", "stopped")]
+        ("audit.lifecycle", "started"), ("audit.access", None), ("audit.lifecycle", "stopped"), ("audit.checkpoint", None)]
     provider.shutdown()
 
 

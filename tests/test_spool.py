@@ -426,8 +426,9 @@ def test_a_mapped_segment_grows_and_is_cut_to_its_records_when_closed(tmp_path):
     payloads = [b"%05d" % i + b"x" * 200 for i in range(2000)]  # two segments' worth, and some
     for payload in payloads:
         writer.append(payload)
-    closed = [p for p in segments(str(tmp_path)) if p != writer.path]
-    assert closed  # rotated at the size: closed, cut to its records (no reserved zeros left)
+    closed = writer.closed  # in the order they were written
+    assert closed and sorted(closed + [writer.path]) == segments(str(tmp_path))
+    # rotated at the size: closed, cut to its records (no reserved zeros left)
     read = []
     for path in closed + [writer.path]:
         frames = only_frames(read_frames(path))

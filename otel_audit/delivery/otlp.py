@@ -50,7 +50,8 @@ _SMALL = [bytes([n]) for n in range(0x80)]
 
 CACHE_LIMIT = 4096  # (key, value) pairs kept; the cache starts over when full
 # unique to each record: caching them would only churn the cache
-UNCACHED = frozenset({schema.AUDIT_RECORD_ID, schema.AUDIT_SEQ})
+UNCACHED = frozenset({schema.AUDIT_RECORD_ID, schema.AUDIT_SEQ, schema.AUDIT_CHAIN_HASH,
+                      schema.AUDIT_CHECKPOINT_SIGNATURE})
 BLOCKS_KEPT = 2048  # encoded record heads kept (about 1 KiB each); the cache starts over when full
 FORMATTED_BODY = object()  # LogRecordEncoder.log_record(body=FORMATTED_BODY): schema.format_body of the attributes
 _BLOCKABLE = frozenset({str, int})
@@ -186,8 +187,12 @@ class LogRecordEncoder:
 
     def log_record(self, *, timestamp: int | None, observed_timestamp: int, severity_number: int, severity_text: str | None,
                    body: Any, attributes: Mapping[str, Any], event_name: str | None, trace_id: int = 0, span_id: int = 0,
-                   trace_flags: int = 0, dropped_attributes: int = 0) -> bytes:
+                   trace_flags: int = 0, dropped_attributes: int = 0, block_key: tuple | None = None) -> bytes:
         """A ``LogRecord``'s bytes: its fields in field-number order, defaults omitted (proto3).
+
+        ``block_key``: the caller's own key of the repeating stretch (below), the attributes' items up to the
+        per-record ones, which it vouches determine severity, text and body too (the recorder's are derived
+        from them): then it is not worked out again.
 
         ``body`` may be :data:`FORMATTED_BODY`: the schema's one-line body of these attributes
         (:func:`otel_audit.schema.format_body`), then worked out only when not kept already.
@@ -199,6 +204,17 @@ class LogRecordEncoder:
         not find another's block) and the body is a string or formatted from them.
         """
         items = tuple(attributes.items())
+        if block_key is not None:
+            cut = len(block_key)
+            blocks = self._blocks
+            block = blocks.get(block_key)
+            if block is None:
+                block = self._head(severity_number, severity_text, body, attributes, block_key)
+                if len(blocks) >= BLOCKS_KEPT:
+                    blocks.clear()
+                blocks[block_key] = block  # (a tuple of pairs: never equal to the 4-tuples keyed below)
+            return self._record(timestamp, block, items, cut, observed_timestamp, trace_id, span_id, trace_flags,
+                                dropped_attributes, event_name)
         cut = len(items)
         while cut and items[cut - 1][0] in UNCACHED:
             cut -= 1
@@ -214,6 +230,12 @@ class LogRecordEncoder:
                 blocks[key] = block
         else:
             block = self._head(severity_number, severity_text, body, attributes, head)
+        return self._record(timestamp, block, items, cut, observed_timestamp, trace_id, span_id, trace_flags,
+                            dropped_attributes, event_name)
+
+    def _record(self, timestamp, block: bytes, items: tuple, cut: int, observed_timestamp, trace_id, span_id, trace_flags,
+                dropped_attributes, event_name) -> bytes:
+        """The record from its repeating stretch and the rest."""
         parts = [_TIME + _fixed64(timestamp), block] if timestamp else [block]
         keys = self._keys
         for key, value in items[cut:]:  # audit.seq, audit.record.id: new in each record, written here directly

@@ -187,7 +187,8 @@ _FIXED64 = {0x09: 1, 0x59: 11}  # time_unix_nano, observed_time_unix_nano
 _VARINTS = {0x10: 2, 0x38: 7}  # severity_number (an int32 enum), dropped_attributes_count (uint32)
 _DELIMITED = {0x1a: 3, 0x2a: 5, 0x4a: 9, 0x52: 10, 0x62: 12}  # severity_text, body, trace_id, span_id, event_name
 _FLAGS = 0x45  # fixed32
-_UNIQUE_KEYS = frozenset(key.encode() for key in (schema.AUDIT_SEQ, schema.AUDIT_RECORD_ID))  # not worth keeping
+_UNIQUE_KEYS = frozenset(key.encode() for key in (  # new in every record: not worth keeping
+    schema.AUDIT_SEQ, schema.AUDIT_RECORD_ID, schema.AUDIT_CHAIN_HASH, schema.AUDIT_CHECKPOINT_SIGNATURE))
 
 
 class _LineWriter:

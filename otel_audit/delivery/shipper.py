@@ -549,7 +549,8 @@ class Shipper:
             now = time.monotonic()
             # Orphans (ended workers' segments) every few seconds, and once more on the way out.
             final_scan = self._stopping and not self._final_scan_done
-            if ok and (final_scan or now - self._last_orphan_scan >= ORPHAN_SCAN_INTERVAL):
+            full = self._full_segments()  # this process's own, closed at their size: delivered as orphans, now
+            if ok and (final_scan or full or now - self._last_orphan_scan >= ORPHAN_SCAN_INTERVAL):
                 self._last_orphan_scan, self._final_scan_done = now, self._stopping
                 orphan_exporters = {name: exporter for name, exporter in self.exporters.items()
                                     if not getattr(exporter, "own_segment_only", False)}
@@ -568,8 +569,18 @@ class Shipper:
             diagnostics.report_internal_error("the shipper", exc)
             return False
 
+    def _full_segments(self) -> list[str]:
+        """This process's segments closed at their size that are still in the spool (not delivered yet)."""
+        closed = self.writer.closed
+        if closed:
+            closed[:] = [path for path in closed if os.path.exists(path)]
+        return closed
+
     def pending(self) -> bool:
         path, size = self.writer.path, self.writer.size  # (not extent(): close_if asks this holding the lock)
+        # (then the full ones: one closed after the line above is in that list by now)
+        if any(not getattr(e, "own_segment_only", False) for e in self.exporters.values()) and self._full_segments():
+            return True  # this process's full segments, not delivered yet
         if path is None:
             return False
         acks = self._acks if path == self._acks_path else {}

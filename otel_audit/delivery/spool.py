@@ -154,6 +154,7 @@ class SegmentWriter:
         self._mapping: mapped.Mapping | None = None
         self.destinations: list[str] | None = None  # written beside each new segment once known
         self.taken_away = 0  # how often the program closed or reused our descriptor
+        self.closed: list[str] = []  # segments this writer closed at their size (orphans to deliver; pruned by the shipper)
         self.path: str | None = None
         self._size = 0  # where the records end (the file may hold reserved zeros after that)
         self._reserved = 0  # how far the file's blocks are allocated (mapped: stores below this only)
@@ -247,6 +248,7 @@ class SegmentWriter:
         # releases nothing of the parent's, nor does unmapping the child's copy of the mapping.
         # The child writes a segment of its own.
         self._lock = threading.Lock()
+        self.closed = []  # (the parent's to deliver)
         if self._own is not None:
             try:
                 self._own.close()
@@ -308,6 +310,8 @@ class SegmentWriter:
             if self.fsync != "never" and self._dirty:
                 os.fsync(fd)
             self._own.close()
+        if self.path is not None:
+            self.closed.append(self.path)
         self._forget_segment()
 
     def _trim(self, fd: int) -> None:

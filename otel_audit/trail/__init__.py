@@ -1,5 +1,8 @@
 """Reading audit trails: OTLP/JSON lines files back into records, with every problem on record.
 
+The trail stage: this module reads trails; :mod:`otel_audit.trail.report` is ``show``'s table and
+``report``'s aggregation; :mod:`otel_audit.trail.verify` proves a trail whole (``otel-audit verify``).
+
 A trail file holds one OTLP/JSON ``ExportLogsServiceRequest`` per line, as the
 ``audit_file`` sink and the OpenTelemetry Collector's ``file`` exporter write
 it.  Reading it::
@@ -230,8 +233,8 @@ def _decode_document(line: str, path: str, number: int) -> tuple[list[Record], l
             for n, log in enumerate(_list(scope_logs, "logRecords", where_s)):
                 where = f"{where_s}.logRecords[{n}]"
                 log = _object(log, where)
-                if log.get("eventName") == schema.LIFECYCLE_EVENT_NAME:
-                    continue  # otel-audit's own lifecycle (started, hook_failed...): not an access
+                if log.get("eventName") in (schema.LIFECYCLE_EVENT_NAME, schema.CHECKPOINT_EVENT_NAME):
+                    continue  # otel-audit's own lifecycle (started, hook_failed...) and checkpoints: not accesses
                 if not _is_audit_record(log, scope):
                     skipped += 1
                     continue
