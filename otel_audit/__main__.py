@@ -267,7 +267,7 @@ def verify(paths: list[str], key_file: str | None, public_key_file: str | None, 
     try:
         key = audit_chain.load_chain_key(key_file, secret=False) if key_file else None
         public_key = audit_chain.load_public_key(public_key_file) if public_key_file else None
-    except (audit_chain.KeyError_, OSError) as exc:
+    except (audit_chain.KeyFileError, OSError) as exc:
         _error(f"verify: {exc}")
         return EXIT_USAGE
     try:
@@ -322,7 +322,7 @@ def check_trail(paths: list[str], key_file: str | None, public_key_file: str | N
         key = audit_chain.load_chain_key(key_file, secret=False) if key_file else None
         public_key = audit_chain.load_public_key(public_key_file) if public_key_file else None
         result = verifier.verify(readable, key=key, public_key=public_key)
-    except (audit_chain.KeyError_, OSError) as exc:
+    except (audit_chain.KeyFileError, OSError) as exc:
         _error(f"the trail's chain is not checked: {exc}")
         return None
     for line in verifier.problem_lines(result):

@@ -31,7 +31,7 @@ MIN_KEY_BYTES = 16
 SIGNATURE_CONTEXT = b"otel-audit checkpoint v1\n"
 
 
-class KeyError_(ValueError):
+class KeyFileError(ValueError):
     """A key file that cannot be used (the message says which file and why)."""
 
 
@@ -39,11 +39,11 @@ def _read_key_file(path: str, what: str) -> tuple[bytes, os.stat_result]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise KeyError_(f"{what} {diagnostics.shorten(path)} cannot be read: {exc.strerror}") from None
+        raise KeyFileError(f"{what} {diagnostics.shorten(path)} cannot be read: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise KeyError_(f"{what} {diagnostics.shorten(path)} is not a regular file")
+            raise KeyFileError(f"{what} {diagnostics.shorten(path)} is not a regular file")
         data = os.read(fd, 1 << 16)
     finally:
         os.close(fd)
@@ -56,7 +56,7 @@ def load_chain_key(path: str, *, secret: bool = True) -> bytes:
     data, info = _read_key_file(path, "the chain key file")
     key = data.strip()
     if len(key) < MIN_KEY_BYTES:
-        raise KeyError_(f"the chain key file {diagnostics.shorten(path)} holds {len(key)} bytes; accepted: at "
+        raise KeyFileError(f"the chain key file {diagnostics.shorten(path)} holds {len(key)} bytes; accepted: at "
                         f"least {MIN_KEY_BYTES} (e.g. `openssl rand -hex 32`)")
     if secret and info.st_mode & 0o077:
         diagnostics.report(f"the chain key file {diagnostics.shorten(path)} can be read by others "
@@ -74,11 +74,11 @@ def load_signing_key(path: str):
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except Exception as exc:
-        raise KeyError_(f"the signing key file {diagnostics.shorten(path)} is not an unencrypted PEM private key "
+        raise KeyFileError(f"the signing key file {diagnostics.shorten(path)} is not an unencrypted PEM private key "
                         f"({type(exc).__name__}); accepted: an Ed25519 key, `otel-audit keygen` or "
                         "`openssl genpkey -algorithm ed25519`") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyError_(f"the signing key file {diagnostics.shorten(path)} holds a {type(key).__name__}; accepted: "
+        raise KeyFileError(f"the signing key file {diagnostics.shorten(path)} holds a {type(key).__name__}; accepted: "
                         "an Ed25519 private key")
     if info.st_mode & 0o077:
         diagnostics.report(f"the signing key file {diagnostics.shorten(path)} can be read by others "
@@ -99,12 +99,12 @@ def load_public_key(path: str):
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except Exception as exc:
-            raise KeyError_(f"the public key file {diagnostics.shorten(path)} is not a PEM key "
+            raise KeyFileError(f"the public key file {diagnostics.shorten(path)} is not a PEM key "
                             f"({type(exc).__name__}); accepted: an Ed25519 public key") from None
         if isinstance(key, Ed25519PrivateKey):
             key = key.public_key()
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyError_(f"the public key file {diagnostics.shorten(path)} holds a {type(key).__name__}; accepted: an "
+        raise KeyFileError(f"the public key file {diagnostics.shorten(path)} holds a {type(key).__name__}; accepted: an "
                         "Ed25519 public key")
     return key
 

@@ -204,32 +204,24 @@ class LogRecordEncoder:
         not find another's block) and the body is a string or formatted from them.
         """
         items = tuple(attributes.items())
-        if block_key is not None:
-            cut = len(block_key)
-            blocks = self._blocks
-            block = blocks.get(block_key)
-            if block is None:
-                block = self._head(severity_number, severity_text, body, attributes, block_key)
-                if len(blocks) >= BLOCKS_KEPT:
-                    blocks.clear()
-                blocks[block_key] = block  # (a tuple of pairs: never equal to the 4-tuples keyed below)
-            return self._record(timestamp, block, items, cut, observed_timestamp, trace_id, span_id, trace_flags,
-                                dropped_attributes, event_name)
-        cut = len(items)
-        while cut and items[cut - 1][0] in UNCACHED:
-            cut -= 1
-        head = items[:cut] if cut < len(items) else items
-        if (type(body) is str or body is FORMATTED_BODY) and _BLOCKABLE.issuperset(map(type, attributes.values())):
-            key = (severity_number, severity_text, None if body is FORMATTED_BODY else body, head)
-            blocks = self._blocks
-            block = blocks.get(key)
-            if block is None:
-                block = self._head(severity_number, severity_text, body, attributes, head)
-                if len(blocks) >= BLOCKS_KEPT:
-                    blocks.clear()
-                blocks[key] = block
+        if block_key is not None:  # (a tuple of pairs: never equal to the 4-tuples keyed below)
+            head, key = block_key, block_key
         else:
+            cut = len(items)
+            while cut and items[cut - 1][0] in UNCACHED:
+                cut -= 1
+            head = items[:cut] if cut < len(items) else items
+            key = None
+            if (type(body) is str or body is FORMATTED_BODY) and _BLOCKABLE.issuperset(map(type, attributes.values())):
+                key = (severity_number, severity_text, None if body is FORMATTED_BODY else body, head)
+        block = None if key is None else self._blocks.get(key)
+        if block is None:
             block = self._head(severity_number, severity_text, body, attributes, head)
+            if key is not None:
+                if len(self._blocks) >= BLOCKS_KEPT:
+                    self._blocks.clear()
+                self._blocks[key] = block
+        cut = len(head)
         return self._record(timestamp, block, items, cut, observed_timestamp, trace_id, span_id, trace_flags,
                             dropped_attributes, event_name)
 

@@ -187,6 +187,24 @@ _FIXED64 = {0x09: 1, 0x59: 11}  # time_unix_nano, observed_time_unix_nano
 _VARINTS = {0x10: 2, 0x38: 7}  # severity_number (an int32 enum), dropped_attributes_count (uint32)
 _DELIMITED = {0x1a: 3, 0x2a: 5, 0x4a: 9, 0x52: 10, 0x62: 12}  # severity_text, body, trace_id, span_id, event_name
 _FLAGS = 0x45  # fixed32
+def _quoted(value) -> str:
+    return f'"{value}"'
+
+
+def _text(value: bytes) -> str:
+    return _dumps(value.decode("utf-8"))
+
+
+def _hex(value: bytes) -> str:
+    return f'"{value.hex()}"'
+
+
+# LogRecord's fields in the stock encoder's key order: (field number, OTLP/JSON key, how its value is written;
+# 5 the body and 6 the attributes are written by _log_record itself)
+_LOG_RECORD_JSON = ((1, "timeUnixNano", _quoted), (11, "observedTimeUnixNano", _quoted), (2, "severityNumber", str),
+                    (3, "severityText", _text), (5, "body", None), (6, "attributes", None),
+                    (7, "droppedAttributesCount", str), (8, "flags", str), (9, "traceId", _hex), (10, "spanId", _hex),
+                    (12, "eventName", _text))
 _UNIQUE_KEYS = frozenset(key.encode() for key in (  # new in every record: not worth keeping
     schema.AUDIT_SEQ, schema.AUDIT_RECORD_ID, schema.AUDIT_CHAIN_HASH, schema.AUDIT_CHECKPOINT_SIGNATURE))
 
@@ -287,30 +305,18 @@ class _LineWriter:
             values[number] = value
         if position != end:
             raise _Unexpected("a field runs past the end")
-        get = values.get
         parts = []
-        if get(1):
-            parts.append(f'"timeUnixNano":"{values[1]}"')
-        if get(11):
-            parts.append(f'"observedTimeUnixNano":"{values[11]}"')
-        if get(2):
-            parts.append(f'"severityNumber":{values[2]}')
-        if get(3):
-            parts.append('"severityText":' + _dumps(values[3].decode("utf-8")))
-        if 5 in values:
-            parts.append('"body":' + self._any_value(values[5]))
-        if attributes:
-            parts.append('"attributes":[' + ",".join(attributes) + "]")
-        if get(7):
-            parts.append(f'"droppedAttributesCount":{values[7]}')
-        if get(8):
-            parts.append(f'"flags":{values[8]}')
-        if get(9):
-            parts.append(f'"traceId":"{values[9].hex()}"')
-        if get(10):
-            parts.append(f'"spanId":"{values[10].hex()}"')
-        if get(12):
-            parts.append('"eventName":' + _dumps(values[12].decode("utf-8")))
+        for number, key, write in _LOG_RECORD_JSON:
+            if number == 6:
+                if attributes:
+                    parts.append('"attributes":[' + ",".join(attributes) + "]")
+            elif number == 5:  # a message field: written when present, even empty
+                if 5 in values:
+                    parts.append('"body":' + self._any_value(values[5]))
+            else:
+                value = values.get(number)
+                if value:  # a scalar: written when not its default
+                    parts.append(f'"{key}":' + write(value))
         return "{" + ",".join(parts) + "}"
 
     def _any_value(self, payload: bytes) -> str:
