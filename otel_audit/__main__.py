@@ -104,11 +104,11 @@ def _raise_stop(signum, frame):
 
 
 def show(paths: list[str], filters, follow: bool = False, interval: float = FOLLOW_INTERVAL, *,
-         key_file: str | None = None, public_key_file: str | None = None) -> int:
+         key_file: str | None = None, public_key_file: str | None = None, no_verify: bool = False) -> int:
     from otel_audit.trail.report import show_row, show_table
     from otel_audit.trail import TrailFile, by_time
 
-    checked = check_trail(paths, key_file, public_key_file)
+    checked = check_trail(paths, key_file, public_key_file, no_verify)
     trails = [TrailFile(path) for path in paths]
 
     def read_all(final: bool):
@@ -160,11 +160,14 @@ def show(paths: list[str], filters, follow: bool = False, interval: float = FOLL
 
 
 def report(paths: list[str], filters, fmt: str, output: str | None, *, key_file: str | None = None,
-           public_key_file: str | None = None, verified_only: bool = False) -> int:
+           public_key_file: str | None = None, verified_only: bool = False, no_verify: bool = False) -> int:
     from otel_audit.trail import report as reports
     from otel_audit.trail import read_trails
 
-    checked = check_trail(paths, key_file, public_key_file)
+    if verified_only and no_verify:
+        _error("report: --verified-only needs the chain checked; drop --no-verify")
+        return EXIT_USAGE
+    checked = check_trail(paths, key_file, public_key_file, no_verify)
     if verified_only and checked is None:
         _error("report --verified-only: the trail could not be checked (see above)")
         return EXIT_USAGE
@@ -307,13 +310,16 @@ def keygen(private_path: str, public_path: str) -> int:
     return EXIT_OK
 
 
-def check_trail(paths: list[str], key_file: str | None, public_key_file: str | None):
+def check_trail(paths: list[str], key_file: str | None, public_key_file: str | None, skip: bool = False):
     """``show`` and ``report``: the trail verified (:mod:`otel_audit.trail.verify`), each stream that does not verify
     said in one line on stderr; ``None`` when it could not be checked (standard input, a key that cannot be
     read: said)."""
     from otel_audit import chain as audit_chain
     from otel_audit.trail import verify as verifier
 
+    if skip:
+        _error("the trail's chain is not checked (--no-verify)")
+        return None
     if "-" in paths:
         _error("the trail's chain is not checked when it is read from standard input (otel-audit verify FILE...)")
         return None
@@ -335,6 +341,8 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
                         help="OTLP/JSON lines trail files (the audit_file sink's, the collector file exporter's); - is stdin")
     parser.add_argument("--key-file", metavar="FILE", help="the chain key the trail was written with, to check it")
     parser.add_argument("--public-key", metavar="FILE", help="the public key of the signed checkpoints, to check them")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="do not check the trail's chain (a large trail: otel-audit verify checks it on its own)")
     group = parser.add_argument_group("filters (repeat one to accept several values; all given must match)")
     group.add_argument("--user", action="append", metavar="NAME",
                        help="user.name or enduser.id (glob allowed: 'svc-*')")
@@ -455,9 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.follow and "-" in args.files:
             parser.error("--follow reads files; for a stream, pipe it without --follow")
         return show(args.files, _filters(args), follow=args.follow, key_file=args.key_file,
-                    public_key_file=args.public_key)
+                    public_key_file=args.public_key, no_verify=args.no_verify)
     return report(args.files, _filters(args), args.format, args.output, key_file=args.key_file,
-                  public_key_file=args.public_key, verified_only=args.verified_only)
+                  public_key_file=args.public_key, verified_only=args.verified_only, no_verify=args.no_verify)
 
 
 if __name__ == "__main__":

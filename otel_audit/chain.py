@@ -160,11 +160,11 @@ class Chain:
         if known is None or known[0] is not resource:
             if len(self._resources) > 16:
                 self._resources.clear()
-            known = self._resources[id(resource)] = (resource, _dumps(schema.canonical_items(resource.attributes)))
-        items = schema.canonical_items({k: v for k, v in attributes.items() if k not in _TAIL})
+            known = self._resources[id(resource)] = (resource, schema.canonical_items_text(resource.attributes))
+        items = schema.canonical_items_text({k: v for k, v in attributes.items() if k not in _TAIL})
         return (f"[{_dumps(schema.CANONICAL_VERSION)},{known[1]},{_dumps(scope_name or '')},{_dumps(scope_version or '')},"
                 f"{int(severity_number or 0)},{_dumps(severity_text or '')},{_dumps(schema.canonical_value(body))},"
-                f"{_dumps(event_name or '')},{_dumps(items)},")
+                f"{_dumps(event_name or '')},{items},")
 
     def head(self, *args) -> "hashlib._Hash":
         """SHA-256 of :meth:`head_text` so far, to be copied and finished with each record's tail."""

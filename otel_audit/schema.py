@@ -222,15 +222,30 @@ def canonical_value(value):
 
 
 def canonical_items(attributes: Mapping) -> list:
-    """Attributes as ``[[key, canonical value], ...]`` in key order, the chain's own left out."""
-    return sorted(([str(key), canonical_value(value)] for key, value in attributes.items()
-                   if key not in CHAIN_EXCLUDED), key=_json_text)
+    """Attributes as ``[[key, canonical value], ...]``, sorted by their JSON text, the chain's own left out."""
+    encode = _encoder()
+    pairs = [[str(key), canonical_value(value)] for key, value in attributes.items() if key not in CHAIN_EXCLUDED]
+    return [pair for _, pair in sorted(((encode(pair), pair) for pair in pairs), key=lambda each: each[0])]
 
 
-def _json_text(value) -> str:
-    import json
+def canonical_items_text(attributes: Mapping) -> str:
+    """The JSON text of :func:`canonical_items` (each pair encoded once, then sorted)."""
+    encode = _encoder()
+    return "[" + ",".join(sorted(encode([str(key), canonical_value(value)]) for key, value in attributes.items()
+                                 if key not in CHAIN_EXCLUDED)) + "]"
 
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+_encode = None
+
+
+def _encoder():
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``, made once (and not at start-up)."""
+    global _encode
+    if _encode is None:
+        import json
+
+        _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    return _encode
 
 
 # per record, in the canonical form's tail (the rest, its head, repeats from record to record)
@@ -255,12 +270,15 @@ def canonical_record(*, resource: Mapping, scope_name: str, scope_version: str, 
     hex, empty when none.  What changes from one record to the next is at the end, so the record path
     hashes what repeats once (``otel_audit.chain``).
     """
-    head = [CANONICAL_VERSION, canonical_items(resource), scope_name or "", scope_version or "", int(severity_number or 0),
-            severity_text or "", canonical_value(body), event_name or "",
-            canonical_items({k: v for k, v in attributes.items() if k not in CANONICAL_TAIL_ATTRIBUTES})]
-    tail = [int(time_unix_nano or 0), int(observed_time_unix_nano or 0), trace_id or "", span_id or "", int(flags or 0),
-            canonical_value(attributes.get(AUDIT_SEQ)), canonical_value(attributes.get(AUDIT_RECORD_ID))]
-    return _json_text(head + tail).encode("utf-8")
+    encode = _encoder()  # (the array's text, element by element: what json.dumps of the whole list writes)
+    parts = [encode(CANONICAL_VERSION), canonical_items_text(resource), encode(scope_name or ""),
+             encode(scope_version or ""), str(int(severity_number or 0)), encode(severity_text or ""),
+             encode(canonical_value(body)), encode(event_name or ""),
+             canonical_items_text({k: v for k, v in attributes.items() if k not in CANONICAL_TAIL_ATTRIBUTES}),
+             str(int(time_unix_nano or 0)), str(int(observed_time_unix_nano or 0)), encode(trace_id or ""),
+             encode(span_id or ""), str(int(flags or 0)), encode(canonical_value(attributes.get(AUDIT_SEQ))),
+             encode(canonical_value(attributes.get(AUDIT_RECORD_ID)))]
+    return ("[" + ",".join(parts) + "]").encode("utf-8")
 
 
 REQUIRED_ATTRIBUTES = frozenset(a.name for a in ATTRIBUTES if a.always)

@@ -476,6 +476,9 @@ def test_show_and_report_flag_a_trail_that_does_not_verify(trails, tmp_path):
     quiet = _cli("show", str(trails["signed"]), *signed_options(trails))
     assert quiet.returncode == 0 and "NOT verify" not in quiet.stderr and "keyed" not in quiet.stderr, quiet.stderr
     assert _cli("report", "--verified-only", str(trails["signed"])).returncode == 1  # nothing could be verified
+    skipped = _cli("show", "--no-verify", str(tampered))
+    assert skipped.returncode == 0 and skipped.stderr == "otel-audit: the trail's chain is not checked (--no-verify)\n"
+    assert _cli("report", "--no-verify", "--verified-only", str(tampered)).returncode == 2
 
 
 def test_a_killed_process_replayed_by_flush_is_intact_but_unclosed(tmp_path):
