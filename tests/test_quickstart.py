@@ -36,6 +36,11 @@ def test_quickstart_then_show(tmp_path):
         [user, "read", "data", "failure: FileNotFoundError", "pandas.read_csv", f"{script}:30", f"{data}/holdout.csv"],
     ]
     assert [row[0] for row in cells] == sorted(row[0] for row in cells)  # oldest first
+    # and the README's next step: the trail proves itself whole
+    verified = subprocess.run([sys.executable, "-m", "otel_audit", "verify", "otel-audit.jsonl"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "(quickstart): intact, closed" in verified.stdout and "the trail verifies: 1 streams" in verified.stdout
 
 
 def test_show_reports_bad_lines_and_keeps_the_good_ones(tmp_path):
