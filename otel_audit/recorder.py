@@ -407,7 +407,6 @@ class AuditRecorder:
         record = {schema.AUDIT_CHAIN_ALGORITHM: chain.algorithm, schema.AUDIT_CHECKPOINT_FINAL: final}
         if chain.key_id is not None:
             record[schema.AUDIT_CHECKPOINT_KEY_ID] = chain.key_id
-        self._since_checkpoint = 0
         self._checkpoint_ns = time.time_ns()
         self._write_own(schema.CHECKPOINT_EVENT_NAME, record, self._checkpoint_ns, False, sign=True)
 
