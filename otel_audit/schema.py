@@ -230,9 +230,19 @@ def canonical_items(attributes: Mapping) -> list:
 
 def canonical_items_text(attributes: Mapping) -> str:
     """The JSON text of :func:`canonical_items` (each pair encoded once, then sorted)."""
-    encode = _encoder()
-    return "[" + ",".join(sorted(encode([str(key), canonical_value(value)]) for key, value in attributes.items()
+    return "[" + ",".join(sorted(_pair_text(key, value) for key, value in attributes.items()
                                  if key not in CHAIN_EXCLUDED)) + "]"
+
+
+def _pair_text(key, value) -> str:
+    """``encode([str(key), canonical_value(value)])``, written directly for a string or an integer (nearly every
+    attribute): what the JSON encoder writes for them (a string as ``encode_basestring``, an int as its repr)."""
+    kind = type(value)
+    if kind is str:
+        return f'[{_string(str(key))},["s",{_string(value)}]]'
+    if kind is int:
+        return f'[{_string(str(key))},["i",{value!r}]]'
+    return _encoder()([str(key), canonical_value(value)])
 
 
 _encode = None
@@ -240,12 +250,18 @@ _encode = None
 
 def _encoder():
     """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``, made once (and not at start-up)."""
-    global _encode
+    global _encode, _string
     if _encode is None:
         import json
 
         _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        _string = json.encoder.encode_basestring  # a str as that encoder writes it (ensure_ascii off)
     return _encode
+
+
+def _string(text: str) -> str:  # (replaced by json's own at the first use)
+    _encoder()
+    return _string(text)
 
 
 # per record, in the canonical form's tail (the rest, its head, repeats from record to record)
