@@ -175,6 +175,7 @@ class VerifyReport:
     unreadable: list = field(default_factory=list)  # "file:line: why"
     truncated: list = field(default_factory=list)  # files whose last line is cut off
     other_records: int = 0
+    _streams_by_name: dict = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -200,7 +201,9 @@ class VerifyReport:
         return seq not in bad and not any(first <= seq <= last for first, last in found.missing)
 
     def _by_stream(self) -> dict:
-        return {s.stream: s for s in self.streams}
+        if len(self._streams_by_name) != len(self.streams):  # (made once, after the streams are known)
+            self._streams_by_name = {s.stream: s for s in self.streams}
+        return self._streams_by_name
 
     def as_json(self) -> dict:
         return {"ok": self.ok, "files": self.files, "lines": self.lines, "unreadable": self.unreadable,
